@@ -1,0 +1,108 @@
+//! `cloudware serve PATH.wasm`: serve one `wasi:http` component.
+
+use crate::logging::{self, LoggingArgs};
+use crate::settings::{DEFAULT_LISTEN, EngineArgs, LimitArgs, ServeFile};
+use anyhow::Context;
+use clap::Args;
+use cloudware_engine::{Engine, OutboundPolicy};
+use cloudware_gateway::{Gateway, GatewayLimits};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Arguments of `cloudware serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The component to serve: a `.wasm` file exporting
+    /// `wasi:http/incoming-handler@0.2.x`.
+    pub component: PathBuf,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, short, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// TOML configuration file; flags override its settings.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Allow outbound HTTP to HOST, HOST:PORT, *.DOMAIN or * (repeatable);
+    /// everything else is denied.
+    #[arg(long = "allow-outbound", value_name = "HOST")]
+    pub allow_outbound: Vec<String>,
+    /// Log one line per request (method, path, status, latency, guest time).
+    #[arg(long)]
+    pub access_log: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Runs `serve` until SIGINT or SIGTERM.
+pub fn run(args: ServeArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => ServeFile::read(path)?,
+        None => ServeFile::default(),
+    };
+    logging::init(logging, args.access_log || file.access_log.unwrap_or(false))?;
+
+    let mut limits = file.limits;
+    args.limits.apply(&mut limits);
+    let mut engine_config = file.engine;
+    args.engine.apply(&mut engine_config);
+    let listen = match (args.listen, file.listen) {
+        (Some(addr), _) | (None, Some(addr)) => addr,
+        (None, None) => DEFAULT_LISTEN.parse().context("default listen address")?,
+    };
+    let allow: Vec<String> = file
+        .allow_outbound
+        .unwrap_or_default()
+        .into_iter()
+        .chain(args.allow_outbound)
+        .collect();
+    let outbound = OutboundPolicy::allow(&allow)?;
+
+    let engine = Engine::new(&engine_config, &limits)?;
+    let component = engine
+        .load_file(&args.component)
+        .with_context(|| args.component.display().to_string())?
+        .with_outbound(outbound);
+    let digest = component.digest();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cloudware-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let gateway = Gateway::bind(listen, component, GatewayLimits::from_engine(&limits))
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = gateway.local_addr()?;
+        // The first line of stdout says where we serve (tests and scripts read it).
+        let mut stdout = std::io::stdout().lock();
+        writeln!(
+            stdout,
+            "Serving {} ({digest}) on http://{addr}/",
+            args.component.display()
+        )?;
+        stdout.flush()?;
+        drop(stdout);
+        tracing::info!(%addr, %digest, allocation = ?engine.allocation(), "serving");
+        gateway.serve(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,168 @@
+//! Turning bytes into a servable component: validation, compilation (or a
+//! compile-cache hit) and pre-instantiation against the host's linker.
+//!
+//! Each way a file can be unfit is its own [`LoadError`] with a message a
+//! user can act on.
+
+use crate::digest::Digest;
+use crate::engine::Engine;
+use crate::http::HttpComponent;
+use std::path::Path;
+use std::time::Instant;
+use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
+
+/// The interface an HTTP component must export (any 0.2.x version).
+pub const HTTP_HANDLER_INTERFACE: &str = "wasi:http/incoming-handler@0.2";
+
+/// Why a file cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The path does not exist.
+    #[error("no such file")]
+    NotFound,
+    /// The path exists but cannot be read.
+    #[error("cannot read the file: {0}")]
+    Read(#[source] std::io::Error),
+    /// The bytes do not start with the wasm magic number.
+    #[error("not a WebAssembly file (it does not start with `\\0asm`)")]
+    NotWasm,
+    /// A core module was given where a component is needed.
+    #[error(
+        "this is a core WebAssembly module, not a component; build for the `wasm32-wasip2` target or convert it with `wasm-tools component new`"
+    )]
+    CoreModule,
+    /// A wasm binary of an unknown version or layer.
+    #[error("unsupported WebAssembly binary (unknown version or layer)")]
+    UnknownEncoding,
+    /// The component is malformed or fails validation.
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    /// The component does not export the HTTP handler.
+    #[error(
+        "the component does not export `wasi:http/incoming-handler@0.2.x`, so it cannot serve HTTP (it exports: {exports})"
+    )]
+    MissingHandler {
+        /// The names it does export, comma separated.
+        exports: String,
+    },
+    /// The component imports something the host does not provide.
+    #[error("the component imports `{interface}`, which this host does not provide")]
+    UnsatisfiedImport {
+        /// The import's name, e.g. `acme:orders/api@1.0.0`.
+        interface: String,
+        /// wasmtime's full explanation.
+        detail: String,
+    },
+}
+
+/// What kind of wasm binary some bytes are, from their 8-byte header.
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    match bytes[4..8] {
+        [0x01, 0x00, 0x00, 0x00] => Err(LoadError::CoreModule),
+        [_, _, 0x01, 0x00] => Ok(()),
+        _ => Err(LoadError::UnknownEncoding),
+    }
+}
+
+impl Engine {
+    /// Reads, validates and prepares the component at `path`.
+    pub fn load_file(&self, path: &Path) -> Result<HttpComponent, LoadError> {
+        let bytes = std::fs::read(path).map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => LoadError::NotFound,
+            _ => LoadError::Read(err),
+        })?;
+        self.load_bytes(&bytes)
+    }
+
+    /// Validates and prepares a component from its bytes. Compiles it, or
+    /// takes the compiled code from the cache when its digest was seen before.
+    /// This is CPU-heavy; call it from a blocking context.
+    pub fn load_bytes(&self, bytes: &[u8]) -> Result<HttpComponent, LoadError> {
+        check_header(bytes)?;
+        let digest = Digest::of(bytes);
+        let started = Instant::now();
+        let (component, cached) = match self.cache().and_then(|c| c.load(self.wasmtime(), &digest))
+        {
+            Some(component) => (component, true),
+            None => {
+                let component = Component::new(self.wasmtime(), bytes)
+                    .map_err(|err| LoadError::Invalid(format!("{err:#}")))?;
+                (component, false)
+            }
+        };
+        check_exports(self, &component)?;
+        let pre = self
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|err| unsatisfied_import(&err))?;
+        let component_ready = HttpComponent::new(self.clone(), digest, pre)?;
+        if !cached && let Some(cache) = self.cache() {
+            if let Err(err) = cache.store(&digest, &component) {
+                tracing::warn!(%digest, error = %err, "cannot write the compile cache");
+            }
+        }
+        tracing::info!(
+            %digest,
+            cached,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "component ready"
+        );
+        Ok(component_ready)
+    }
+}
+
+/// Checks that the HTTP handler is exported, listing what is exported if not.
+fn check_exports(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    let mut names = Vec::new();
+    for (name, item) in ty.exports(engine.wasmtime()) {
+        if name.starts_with(HTTP_HANDLER_INTERFACE) && matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+            return Ok(());
+        }
+        names.push(name.to_string());
+    }
+    Err(LoadError::MissingHandler {
+        exports: if names.is_empty() {
+            "nothing".to_string()
+        } else {
+            names.join(", ")
+        },
+    })
+}
+
+/// Names the import wasmtime could not satisfy, from its error.
+fn unsatisfied_import(err: &wasmtime::Error) -> LoadError {
+    let detail = format!("{err:#}");
+    // wasmtime reports "component imports instance `NAME`, but a matching
+    // implementation was not found in the linker"; take the first quoted name.
+    let interface = detail
+        .split('`')
+        .nth(1)
+        .map(str::to_string)
+        .unwrap_or_else(|| detail.clone());
+    LoadError::UnsatisfiedImport { interface, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_classified() {
+        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm)));
+        assert!(matches!(check_header(b"\0as"), Err(LoadError::NotWasm)));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+        assert!(matches!(
+            check_header(b"\0asm\x0d\0\x02\0"),
+            Err(LoadError::UnknownEncoding)
+        ));
+    }
+}

@@ -1,0 +1,235 @@
+//! The HTTP gateway: accepts connections (HTTP/1.1 and HTTP/2), enforces
+//! request-size limits, hands each request to its component and turns every
+//! host-side failure into a short 4xx/5xx answer. One `tracing` span per
+//! request records method, path, status, latency and time inside the guest.
+
+mod limits;
+
+pub use limits::{LimitedBody, declared_length};
+
+use cloudware_engine::{HandleError, HttpComponent, RequestStats, ResponseBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+/// The `tracing` target of the per-request span and access-log line; off
+/// unless enabled (e.g. `--access-log`), so the hot path pays nothing for it.
+pub const ACCESS_LOG_TARGET: &str = "cloudware::access";
+
+/// How long in-flight requests may take to finish after shutdown begins.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Limits the gateway enforces before a request reaches a guest.
+#[derive(Clone, Debug)]
+pub struct GatewayLimits {
+    /// Largest request body, in bytes.
+    pub max_request_body: u64,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_request_headers: usize,
+}
+
+impl GatewayLimits {
+    /// The gateway's share of the engine's limits.
+    pub fn from_engine(limits: &cloudware_engine::Limits) -> Self {
+        GatewayLimits {
+            max_request_body: limits.max_request_body.as_u64(),
+            max_request_headers: usize::try_from(limits.max_request_headers.as_u64())
+                .unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// A bound listener serving one component.
+pub struct Gateway {
+    listener: TcpListener,
+    component: HttpComponent,
+    limits: Arc<GatewayLimits>,
+}
+
+impl Gateway {
+    /// Binds `addr` (port 0 picks a free port).
+    pub async fn bind(
+        addr: SocketAddr,
+        component: HttpComponent,
+        limits: GatewayLimits,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Gateway {
+            listener,
+            component,
+            limits: Arc::new(limits),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and gives
+    /// in-flight requests [`SHUTDOWN_GRACE`] to finish.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // hyper's read buffer bounds the request head; it cannot go below 8 KiB.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .max_buf_size(self.limits.max_request_headers.max(8192))
+            .header_read_timeout(Duration::from_secs(30));
+        builder
+            .http2()
+            .max_header_list_size(u32::try_from(self.limits.max_request_headers).unwrap_or(u32::MAX));
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off briefly.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let component = self.component.clone();
+            let limits = self.limits.clone();
+            let service = service_fn(move |request| {
+                serve_request(component.clone(), limits.clone(), request)
+            });
+            let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(%peer, error = %err, "connection closed with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        tracing::info!(connections = graceful.count(), "shutting down");
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests did not finish within the shutdown grace period");
+        }
+    }
+}
+
+/// Handles one request end to end, inside its own span.
+async fn serve_request(
+    component: HttpComponent,
+    limits: Arc<GatewayLimits>,
+    request: http::Request<Incoming>,
+) -> Result<http::Response<ResponseBody>, std::convert::Infallible> {
+    let span = tracing::info_span!(
+        target: ACCESS_LOG_TARGET,
+        "request",
+        method = %request.method(),
+        path = request.uri().path(),
+        status = tracing::field::Empty,
+        latency_us = tracing::field::Empty,
+        guest_us = tracing::field::Empty,
+    );
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    async move {
+        let started = Instant::now();
+        let stats = Arc::new(RequestStats::default());
+        let outcome = match admit(&limits, request) {
+            Ok(request) => component
+                .handle(request, stats.clone())
+                .await
+                .map_err(Rejection::from),
+            Err(rejection) => Err(rejection),
+        };
+        let response = match outcome {
+            Ok(response) => response,
+            Err(rejection) => {
+                let (status, reason) = rejection.explain(&limits);
+                tracing::warn!(
+                    %method,
+                    path = uri.path(),
+                    status = status.as_u16(),
+                    %reason,
+                    "request failed"
+                );
+                plain(status, reason)
+            }
+        };
+        let span = tracing::Span::current();
+        span.record("status", response.status().as_u16());
+        span.record("latency_us", started.elapsed().as_micros() as u64);
+        span.record("guest_us", stats.guest_time().as_micros() as u64);
+        tracing::info!(target: ACCESS_LOG_TARGET, "done");
+        Ok(response)
+    }
+    .instrument(span)
+    .await
+}
+
+enum Rejection {
+    TooLarge(u64),
+    Handle(HandleError),
+}
+
+impl Rejection {
+    /// The status and one-line reason the client gets.
+    fn explain(&self, limits: &GatewayLimits) -> (http::StatusCode, String) {
+        match self {
+            Rejection::Handle(err) => (err.status(), err.to_string()),
+            Rejection::TooLarge(declared) => (
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body of {declared} bytes exceeds the limit of {} bytes",
+                    limits.max_request_body
+                ),
+            ),
+        }
+    }
+}
+
+impl From<HandleError> for Rejection {
+    fn from(err: HandleError) -> Self {
+        Rejection::Handle(err)
+    }
+}
+
+/// Applies the body limit: a declared oversize body is refused outright, any
+/// other body is counted as it streams.
+fn admit(
+    limits: &GatewayLimits,
+    request: http::Request<Incoming>,
+) -> Result<http::Request<LimitedBody<Incoming>>, Rejection> {
+    if let Some(declared) = declared_length(request.headers())
+        && declared > limits.max_request_body
+    {
+        return Err(Rejection::TooLarge(declared));
+    }
+    Ok(request.map(|body| LimitedBody::new(body, limits.max_request_body)))
+}
+
+fn plain(status: http::StatusCode, reason: String) -> http::Response<ResponseBody> {
+    let text = format!(
+        "{} {}: {reason}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let mut response = http::Response::new(ResponseBody::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
