@@ -94,11 +94,11 @@ impl Engine {
                 (component, false)
             }
         };
-        check_exports(self, &component)?;
         let pre = self
             .linker()
             .instantiate_pre(&component)
             .map_err(|err| unsatisfied_import(&err))?;
+        check_exports(self, &component)?;
         let component_ready = HttpComponent::new(self.clone(), digest, pre)?;
         if !cached && let Some(cache) = self.cache() {
             if let Err(err) = cache.store(&digest, &component) {

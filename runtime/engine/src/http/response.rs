@@ -206,6 +206,7 @@ impl Body for GuardedBody {
             },
             Some(Err(err)) => {
                 this.task = None;
+                tracing::warn!(error = %err, "response body broke while streaming");
                 Poll::Ready(Some(Err(BodyError(err.to_string()))))
             }
             None => {
