@@ -164,3 +164,11 @@ async fn a_restart_reuses_the_compiled_code() {
     second.wait_for_stderr("cached=true");
     assert_eq!(get(second.addr, "/").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wstd_component_answers_unchanged() {
+    let server = Server::start(cloudware_test_artifacts::WSTD_HELLO, &[]);
+    let reply = get(server.addr, "/").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "Hello from wstd!\n");
+}
