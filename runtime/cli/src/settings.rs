@@ -189,7 +189,10 @@ mod tests {
     fn unknown_keys_are_named_with_their_line() {
         let err = ServeFile::parse("[limits]\nmax_memroy = \"1 MiB\"\n").expect_err("unknown");
         let text = format!("{err:#}");
-        assert!(text.contains("max_memroy") && text.contains("line 2"), "{text}");
+        assert!(
+            text.contains("max_memroy") && text.contains("line 2"),
+            "{text}"
+        );
         assert!(!text.contains('\n'), "{text}");
     }
 

@@ -74,7 +74,10 @@ fn a_component_without_the_http_handler() {
         &stderr,
         "does not export `wasi:http/incoming-handler@0.2.x`",
     );
-    assert!(stderr.contains("run"), "the error lists what it exports: {stderr}");
+    assert!(
+        stderr.contains("run"),
+        "the error lists what it exports: {stderr}"
+    );
 }
 
 #[test]
@@ -111,9 +114,17 @@ fn a_malformed_config_file() {
 #[test]
 fn a_malformed_allow_list_entry() {
     let output = cloudware()
-        .args(["serve", cloudware_test_artifacts::HELLO, "--allow-outbound", "http://x.com/"])
+        .args([
+            "serve",
+            cloudware_test_artifacts::HELLO,
+            "--allow-outbound",
+            "http://x.com/",
+        ])
         .output()
         .expect("run");
     assert!(!output.status.success());
-    assert_one_line_error(&String::from_utf8_lossy(&output.stderr), "invalid outbound host");
+    assert_one_line_error(
+        &String::from_utf8_lossy(&output.stderr),
+        "invalid outbound host",
+    );
 }

@@ -61,7 +61,10 @@ impl Bystander {
     async fn finish(self) -> (u32, u32) {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.expect("bystander task");
-        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -70,7 +73,11 @@ async fn expect_failure(server: &Server, path: &str, status: u16, reason: &str, 
     let bystander = Bystander::start(server.addr);
     let reply = get(server.addr, path).await;
     let (ok, failed) = bystander.finish().await;
-    let text = reply.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    let text = reply
+        .body
+        .as_ref()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
     assert_eq!(reply.status, status, "{path}: {text}");
     assert!(
         text.to_lowercase().contains(reason),
@@ -82,7 +89,10 @@ async fn expect_failure(server: &Server, path: &str, status: u16, reason: &str, 
         reply.elapsed
     );
     assert_eq!(failed, 0, "{path}: well-behaved requests failed meanwhile");
-    assert!(ok > 0, "{path}: no well-behaved request completed meanwhile");
+    assert!(
+        ok > 0,
+        "{path}: no well-behaved request completed meanwhile"
+    );
 }
 
 fn quick() -> Duration {
@@ -187,7 +197,11 @@ async fn too_many_concurrent_instances_get_a_503() {
     }
     let reply = overloaded.expect("a request over the bound got 503");
     assert!(reply.text().contains("overloaded"), "{}", reply.text());
-    assert!(reply.elapsed < Duration::from_secs(1), "{:?}", reply.elapsed);
+    assert!(
+        reply.elapsed < Duration::from_secs(1),
+        "{:?}",
+        reply.elapsed
+    );
     for sleeper in sleepers {
         assert_eq!(sleeper.await.expect("sleeper").status, 504);
     }

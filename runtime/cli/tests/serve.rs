@@ -14,7 +14,10 @@ const TEN_MIB: usize = 10 * 1024 * 1024;
 fn hello_components() -> [(&'static str, &'static str); 2] {
     [
         (cloudware_test_artifacts::HELLO, "Hello from Cloudware!\n"),
-        (cloudware_test_artifacts::WASIP2_HELLO, "Hello from wasip2!\n"),
+        (
+            cloudware_test_artifacts::WASIP2_HELLO,
+            "Hello from wasip2!\n",
+        ),
     ]
 }
 
@@ -100,19 +103,29 @@ async fn ten_mib_streams_through_both_ways() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oversize_body_is_refused() {
-    let server = Server::start(cloudware_test_artifacts::HELLO, &["--max-request-body", "1KiB"]);
+    let server = Server::start(
+        cloudware_test_artifacts::HELLO,
+        &["--max-request-body", "1KiB"],
+    );
     let request = http::Request::post(format!("http://{}/echo", server.addr))
         .header("host", server.addr.to_string())
         .body(full(vec![b'x'; 4096]))
         .expect("request");
     let reply = send(server.addr, request).await;
     assert_eq!(reply.status, 413, "{}", reply.text());
-    assert!(reply.text().contains("exceeds the limit"), "{}", reply.text());
+    assert!(
+        reply.text().contains("exceeds the limit"),
+        "{}",
+        reply.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversize_headers_are_refused() {
-    let server = Server::start(cloudware_test_artifacts::HELLO, &["--max-request-headers", "16KiB"]);
+    let server = Server::start(
+        cloudware_test_artifacts::HELLO,
+        &["--max-request-headers", "16KiB"],
+    );
     let request = http::Request::get(format!("http://{}/", server.addr))
         .header("host", server.addr.to_string())
         .header("x-big", "a".repeat(64 * 1024))

@@ -62,7 +62,10 @@ impl Limits {
         positive("max_memory", self.max_memory.as_u64() > 0)?;
         positive("max_table_elements", self.max_table_elements > 0)?;
         positive("max_wasm_stack", self.max_wasm_stack.as_u64() > 0)?;
-        positive("max_concurrent_instances", self.max_concurrent_instances > 0)?;
+        positive(
+            "max_concurrent_instances",
+            self.max_concurrent_instances > 0,
+        )?;
         positive("max_request_headers", self.max_request_headers.as_u64() > 0)?;
         if self.max_memory.as_u64() > 4 * 1024 * 1024 * 1024 {
             return Err("limit `max_memory` cannot exceed 4 GiB (32-bit linear memory)".into());

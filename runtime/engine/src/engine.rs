@@ -86,18 +86,21 @@ impl Engine {
         };
 
         let linker = crate::http::linker(&wasmtime).map_err(EngineError::Wasmtime)?;
-        let cache = config
-            .cache_dir
-            .as_deref()
-            .and_then(|dir| match CompileCache::open(dir, &wasmtime) {
+        let cache = config.cache_dir.as_deref().and_then(|dir| {
+            match CompileCache::open(dir, &wasmtime) {
                 Ok(cache) => Some(cache),
                 Err(err) => {
                     tracing::warn!(dir = %dir.display(), error = %err, "compile cache disabled");
                     None
                 }
-            });
+            }
+        });
         let epoch = EpochTicker::start(wasmtime.clone(), config.epoch_tick);
-        tracing::debug!(?allocation, pool_slots = limits.max_concurrent_instances, "engine ready");
+        tracing::debug!(
+            ?allocation,
+            pool_slots = limits.max_concurrent_instances,
+            "engine ready"
+        );
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 wasmtime,

@@ -120,7 +120,9 @@ fn check_exports(engine: &Engine, component: &Component) -> Result<(), LoadError
     let ty = component.component_type();
     let mut names = Vec::new();
     for (name, item) in ty.exports(engine.wasmtime()) {
-        if name.starts_with(HTTP_HANDLER_INTERFACE) && matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+        if name.starts_with(HTTP_HANDLER_INTERFACE)
+            && matches!(item.ty, ComponentItem::ComponentInstance(_))
+        {
             return Ok(());
         }
         names.push(name.to_string());
@@ -153,7 +155,10 @@ mod tests {
 
     #[test]
     fn headers_are_classified() {
-        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm)));
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(LoadError::NotWasm)
+        ));
         assert!(matches!(check_header(b"\0as"), Err(LoadError::NotWasm)));
         assert!(matches!(
             check_header(b"\0asm\x01\0\0\0"),

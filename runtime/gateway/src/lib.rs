@@ -83,9 +83,9 @@ impl Gateway {
             .timer(TokioTimer::new())
             .max_buf_size(self.limits.max_request_headers.max(8192))
             .header_read_timeout(Duration::from_secs(30));
-        builder
-            .http2()
-            .max_header_list_size(u32::try_from(self.limits.max_request_headers).unwrap_or(u32::MAX));
+        builder.http2().max_header_list_size(
+            u32::try_from(self.limits.max_request_headers).unwrap_or(u32::MAX),
+        );
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -107,7 +107,9 @@ impl Gateway {
             let service = service_fn(move |request| {
                 serve_request(component.clone(), limits.clone(), request)
             });
-            let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
                 if let Err(err) = connection.await {

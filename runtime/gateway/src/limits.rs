@@ -94,6 +94,9 @@ mod tests {
     async fn fails_bodies_over_the_limit() {
         let body = LimitedBody::new(Full::new(Bytes::from_static(b"123456")), 5);
         let err = body.collect().await.expect_err("over limit");
-        assert!(matches!(err, RequestBodyError::HttpRequestBodySize(_)), "{err:?}");
+        assert!(
+            matches!(err, RequestBodyError::HttpRequestBodySize(_)),
+            "{err:?}"
+        );
     }
 }

@@ -16,7 +16,8 @@ use tokio::net::TcpStream;
 /// The `cloudware` binary under test.
 pub fn cloudware() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudware"));
-    cmd.env_remove("CLOUDWARE_LOG").env_remove("CLOUDWARE_LOG_FORMAT");
+    cmd.env_remove("CLOUDWARE_LOG")
+        .env_remove("CLOUDWARE_LOG_FORMAT");
     cmd
 }
 
@@ -160,9 +161,10 @@ impl Reply {
 pub async fn send(addr: SocketAddr, request: http::Request<Body>) -> Reply {
     let started = Instant::now();
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .expect("handshake");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
     tokio::spawn(async move {
         let _ = conn.await;
     });

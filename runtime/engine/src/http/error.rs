@@ -75,7 +75,9 @@ impl HandleError {
             return HandleError::Trap(describe_trap(*trap, &err));
         }
         let text = format!("{err:#}");
-        if text.contains("forcing a memory growth failure") || text.contains("forcing trap when growing memory") {
+        if text.contains("forcing a memory growth failure")
+            || text.contains("forcing trap when growing memory")
+        {
             return HandleError::Trap("memory limit exceeded".into());
         }
         HandleError::Trap(first_line(&text))

@@ -73,9 +73,12 @@ fn parse_entry(raw: &str) -> Result<AllowEntry, InvalidAllowEntry> {
     };
     let valid_name = |name: &str| {
         !name.is_empty()
-            && name
-                .split('.')
-                .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
     };
     if let Some(suffix) = host.strip_prefix("*.") {
         if !valid_name(suffix) {

@@ -8,13 +8,18 @@
 //!   content type (or `application/octet-stream`).
 //! - `/info` reads the whole body and describes the request as JSON:
 //!   `{"method", "path", "query", "headers": {name: value}, "body_len"}`.
+//! - `/fetch?url=http://HOST[:PORT]/PATH` makes an outbound GET and answers
+//!   `upstream STATUS: BODY`, or 502 naming the `wasi:http` error code (e.g.
+//!   `HttpRequestDenied` when the host is not on the allow-list).
 //! - anything else is a 404.
 //!
 //! Every response carries the request's `x-echo` header back, if it had one.
 
 use wasip2::exports::http::incoming_handler::Guest;
+use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    ErrorCode, Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    ErrorCode, Fields, IncomingRequest, IncomingResponse, Method, OutgoingBody, OutgoingRequest,
+    OutgoingResponse, ResponseOutparam, Scheme,
 };
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
@@ -60,6 +65,16 @@ impl Guest for Component {
                 let json = info(&request, &target, &headers);
                 response_headers.push(content_type("application/json"));
                 send(response_out, 200, &response_headers, json.as_bytes());
+            }
+            "/fetch" => {
+                response_headers.push(content_type("text/plain"));
+                let url = target.split_once("?url=").map(|(_, url)| url);
+                let (status, text) = match url.map(fetch) {
+                    Some(Ok((status, body))) => (200, format!("upstream {status}: {body}")),
+                    Some(Err(reason)) => (502, format!("outbound request failed: {reason}\n")),
+                    None => (400, "missing ?url=\n".to_owned()),
+                };
+                send(response_out, status, &response_headers, text.as_bytes());
             }
             _ => {
                 response_headers.push(content_type("text/plain"));
@@ -117,6 +132,45 @@ fn echo(request: &IncomingRequest, response_out: ResponseOutparam, headers: &[(S
     }
     drop(output);
     let _ = OutgoingBody::finish(outgoing_body, None);
+}
+
+/// GETs `url` through `wasi:http/outgoing-handler`; returns the upstream's
+/// status and body, or why it failed.
+fn fetch(url: &str) -> Result<(u16, String), String> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("http", rest)) => (Scheme::Http, rest),
+        Some(("https", rest)) => (Scheme::Https, rest),
+        _ => return Err(format!("unsupported url {url:?}")),
+    };
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+    let request = OutgoingRequest::new(Fields::new());
+    let configured = request.set_scheme(Some(&scheme)).is_ok()
+        && request.set_authority(Some(authority)).is_ok()
+        && request.set_path_with_query(Some(path)).is_ok();
+    if !configured {
+        return Err(format!("invalid url {url:?}"));
+    }
+    let future = outgoing_handler::handle(request, None).map_err(|code| format!("{code:?}"))?;
+    future.subscribe().block();
+    let response: IncomingResponse = match future.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(format!("{code:?}")),
+        Some(Err(())) | None => return Err("response already taken".to_owned()),
+    };
+    let status = response.status();
+    let body = response
+        .consume()
+        .map_err(|()| "no response body".to_owned())?;
+    let stream = body.stream().map_err(|()| "no body stream".to_owned())?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(READ_CHUNK) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(err)) => return Err(err.to_debug_string()),
+        }
+    }
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// Builds the `/info` JSON after counting the request body.
