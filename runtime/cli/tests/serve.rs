@@ -149,7 +149,7 @@ async fn json_logs_carry_the_request_span() {
         .lines()
         .find(|l| l.contains("\"done\""))
         .expect("access log line");
-    let entry: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    let entry: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
     let span = &entry["span"];
     assert_eq!(span["method"], "GET", "{line}");
     assert_eq!(span["path"], "/", "{line}");

@@ -100,10 +100,11 @@ impl Engine {
             .map_err(|err| unsatisfied_import(&err))?;
         check_exports(self, &component)?;
         let component_ready = HttpComponent::new(self.clone(), digest, pre)?;
-        if !cached && let Some(cache) = self.cache() {
-            if let Err(err) = cache.store(&digest, &component) {
-                tracing::warn!(%digest, error = %err, "cannot write the compile cache");
-            }
+        if !cached
+            && let Some(cache) = self.cache()
+            && let Err(err) = cache.store(&digest, &component)
+        {
+            tracing::warn!(%digest, error = %err, "cannot write the compile cache");
         }
         tracing::info!(
             %digest,
