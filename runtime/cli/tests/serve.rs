@@ -185,3 +185,35 @@ async fn a_wstd_component_answers_unchanged() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "Hello from wstd!\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_address_space_for_the_pool_it_falls_back_to_on_demand() {
+    // 64 GiB of address space: far less than the pool's reservation (each of
+    // its hundreds of memory slots reserves 4 GiB), plenty for on-demand
+    // instances. `ulimit -v` counts KiB.
+    let cache = tempfile::tempdir().expect("cache");
+    let script = format!(
+        "ulimit -v {} && exec \"$0\" serve \"$1\" --listen 127.0.0.1:0 --cache-dir \"$2\"",
+        64 * 1024 * 1024
+    );
+    let mut child = std::process::Command::new("bash")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_cloudware")])
+        .arg(cloudware_test_artifacts::HELLO)
+        .arg(cache.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let addr = common::serving_addr(child.stdout.take().expect("stdout"))
+        .unwrap_or_else(|line| panic!("no address in {line:?}"));
+    let reply = get(addr, "/").await;
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(reply.status, 200, "{stderr}");
+    assert!(
+        stderr.contains("falling back to on-demand allocation"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("allocation=OnDemand"), "{stderr}");
+}

@@ -67,20 +67,12 @@ impl Server {
             }
         });
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the serving line");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.trim().trim_end_matches('/').parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no address in {line:?}; stderr: {}",
-                    stderr.lock().expect("lock")
-                )
-            });
+        let addr = serving_addr(stdout).unwrap_or_else(|line| {
+            panic!(
+                "no address in {line:?}; stderr: {}",
+                stderr.lock().expect("lock")
+            )
+        });
         Server {
             child,
             addr,
@@ -131,6 +123,19 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads the `Serving … on http://ADDR/` line a server prints first and
+/// returns ADDR, or the line it got instead.
+pub fn serving_addr(stdout: impl Read) -> Result<SocketAddr, String> {
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|err| err.to_string())?;
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.trim().trim_end_matches('/').parse().ok())
+        .ok_or(line)
 }
 
 /// A request body for [`send`].
