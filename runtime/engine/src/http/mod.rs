@@ -235,3 +235,6 @@ impl<F: Future> Future for Timed<F> {
 /// The error type a request body given to [`HttpComponent::handle`] may fail
 /// with (`wasi:http`'s own error, e.g. a body-size violation).
 pub use wasmtime_wasi_http::Error as RequestBodyError;
+
+#[cfg(test)]
+mod tests;

@@ -60,6 +60,21 @@ impl ResponseBody {
     }
 }
 
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Full(bytes) => f
+                .debug_struct("ResponseBody")
+                .field("len", &bytes.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            Kind::Streaming(_) => f
+                .debug_struct("ResponseBody")
+                .field("streaming", &true)
+                .finish(),
+        }
+    }
+}
+
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BodyError;

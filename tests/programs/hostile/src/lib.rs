@@ -5,6 +5,7 @@
 //! | route       | behaviour |
 //! | ----------- | --------- |
 //! | `/ok`       | 200 `ok` (proves the component itself works) |
+//! | `/count`    | 200 with how many requests this instance has seen (always `1` under per-request instances) |
 //! | `/trap`     | executes `unreachable` |
 //! | `/panic`    | `panic!("boom")` (prints the message to stderr, then traps) |
 //! | `/loop`     | spins forever on the CPU without calling the host |
@@ -38,6 +39,11 @@ impl Guest for Component {
             .map_or(target.as_str(), |(path, _)| path);
         match path {
             "/ok" => respond(response_out, 200, b"ok"),
+            "/count" => {
+                // A fresh instance per request always answers 1.
+                let count = REQUESTS_SEEN.fetch_add(1, Ordering::Relaxed) + 1;
+                respond(response_out, 200, count.to_string().as_bytes());
+            }
             "/trap" => trap(),
             "/panic" => panic!("boom"),
             "/loop" => spin(),
@@ -83,6 +89,9 @@ fn exhaust_memory() -> ! {
         black_box(&mut chunks);
     }
 }
+
+/// Requests this instance has handled; state that must not outlive a request.
+static REQUESTS_SEEN: AtomicU64 = AtomicU64::new(0);
 
 /// How deep [`recurse`] has gone. Reading and bumping a static keeps the
 /// recursion opaque to the optimizer without touching the shadow stack in

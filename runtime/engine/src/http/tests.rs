@@ -1,0 +1,126 @@
+//! In-process tests of request handling against real guest components.
+
+use super::*;
+use crate::config::{EngineConfig, Limits};
+use http_body_util::{BodyExt, Empty};
+
+fn engine(limits: Limits) -> Engine {
+    let config = EngineConfig {
+        cache_dir: None,
+        ..EngineConfig::default()
+    };
+    Engine::new(&config, &limits).expect("engine")
+}
+
+fn small_limits() -> Limits {
+    Limits {
+        request_timeout: Duration::from_millis(500),
+        max_concurrent_instances: 4,
+        queue_timeout: Duration::from_millis(50),
+        ..Limits::default()
+    }
+}
+
+fn get(path: &str) -> http::Request<Empty<Bytes>> {
+    http::Request::get(format!("http://localhost{path}"))
+        .body(Empty::new())
+        .expect("request")
+}
+
+async fn text(response: http::Response<ResponseBody>) -> String {
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_gets_a_fresh_instance() {
+    let engine = engine(small_limits());
+    let component = engine
+        .load_file(cloudware_test_artifacts::HOSTILE.as_ref())
+        .expect("load");
+    for _ in 0..5 {
+        let response = component
+            .handle(get("/count"), Default::default())
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 200);
+        assert_eq!(text(response).await, "1", "state leaked between requests");
+    }
+    assert_eq!(component.busy_instances(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_time_is_measured() {
+    let engine = engine(small_limits());
+    let component = engine
+        .load_file(cloudware_test_artifacts::HELLO.as_ref())
+        .expect("load");
+    let stats = Arc::new(RequestStats::default());
+    let response = component
+        .handle(get("/"), stats.clone())
+        .await
+        .expect("response");
+    assert_eq!(text(response).await, "Hello from Cloudware!\n");
+    assert!(stats.guest_time() > Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_are_classified() {
+    let engine = engine(small_limits());
+    let component = engine
+        .load_file(cloudware_test_artifacts::HOSTILE.as_ref())
+        .expect("load");
+    let cases = [
+        ("/trap", "trap"),
+        ("/stack", "trap"),
+        ("/memory", "trap"),
+        ("/none", "no_response"),
+        ("/loop", "deadline"),
+        ("/sleep", "deadline"),
+    ];
+    for (path, kind) in cases {
+        let err = component
+            .handle(get(path), Default::default())
+            .await
+            .expect_err(path);
+        assert_eq!(err.kind(), kind, "{path}: {err}");
+    }
+    // All slots were returned.
+    assert_eq!(component.busy_instances(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admission_is_bounded() {
+    let engine = engine(Limits {
+        max_concurrent_instances: 1,
+        request_timeout: Duration::from_secs(2),
+        ..small_limits()
+    });
+    let component = engine
+        .load_file(cloudware_test_artifacts::HOSTILE.as_ref())
+        .expect("load");
+    let sleeper = {
+        let component = component.clone();
+        tokio::spawn(async move { component.handle(get("/sleep"), Default::default()).await })
+    };
+    // Wait until the sleeper holds the only slot.
+    for _ in 0..200 {
+        if component.busy_instances() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(component.busy_instances(), 1);
+    let err = component
+        .handle(get("/ok"), Default::default())
+        .await
+        .expect_err("no free slot");
+    assert_eq!(err.kind(), "overloaded");
+    assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    sleeper.abort();
+}
