@@ -5,7 +5,7 @@ use crate::settings::{DEFAULT_LISTEN, EngineArgs, LimitArgs, ServeFile};
 use anyhow::Context;
 use clap::Args;
 use cloudware_engine::{Engine, OutboundPolicy};
-use cloudware_gateway::{Gateway, GatewayLimits};
+use cloudware_gateway::{Gateway, GatewayLimits, SingleComponent};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,7 +72,8 @@ pub fn run(args: ServeArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let gateway = Gateway::bind(listen, component, GatewayLimits::from_engine(&limits))
+        let router = std::sync::Arc::new(SingleComponent(component));
+        let gateway = Gateway::bind(listen, router, GatewayLimits::from_engine(&limits))
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = gateway.local_addr()?;

@@ -1,13 +1,16 @@
 //! The HTTP gateway: accepts connections (HTTP/1.1 and HTTP/2), enforces
-//! request-size limits, hands each request to its component and turns every
-//! host-side failure into a short 4xx/5xx answer. One `tracing` span per
-//! request records method, path, status, latency and time inside the guest.
+//! request-size limits, routes each request by Host and path to its
+//! component and turns every host-side failure into a short 4xx/5xx answer.
+//! One `tracing` span per request records method, path, status, latency and
+//! time inside the guest.
 
 mod limits;
+mod router;
 
 pub use limits::{LimitedBody, declared_length};
+pub use router::{Router, SingleComponent, Target, request_host};
 
-use cloudware_engine::{HandleError, HttpComponent, RequestStats, ResponseBody};
+use cloudware_engine::{HandleError, RequestStats, ResponseBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -46,10 +49,10 @@ impl GatewayLimits {
     }
 }
 
-/// A bound listener serving one component.
+/// A bound listener serving whatever its [`Router`] resolves.
 pub struct Gateway {
     listener: TcpListener,
-    component: HttpComponent,
+    router: Arc<dyn Router>,
     limits: Arc<GatewayLimits>,
 }
 
@@ -57,13 +60,13 @@ impl Gateway {
     /// Binds `addr` (port 0 picks a free port).
     pub async fn bind(
         addr: SocketAddr,
-        component: HttpComponent,
+        router: Arc<dyn Router>,
         limits: GatewayLimits,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         Ok(Gateway {
             listener,
-            component,
+            router,
             limits: Arc::new(limits),
         })
     }
@@ -102,11 +105,10 @@ impl Gateway {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let component = self.component.clone();
+            let router = self.router.clone();
             let limits = self.limits.clone();
-            let service = service_fn(move |request| {
-                serve_request(component.clone(), limits.clone(), request)
-            });
+            let service =
+                service_fn(move |request| serve_request(router.clone(), limits.clone(), request));
             let connection = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .into_owned();
@@ -130,7 +132,7 @@ impl Gateway {
 
 /// Handles one request end to end, inside its own span.
 async fn serve_request(
-    component: HttpComponent,
+    router: Arc<dyn Router>,
     limits: Arc<GatewayLimits>,
     request: http::Request<Incoming>,
 ) -> Result<http::Response<ResponseBody>, std::convert::Infallible> {
@@ -148,8 +150,9 @@ async fn serve_request(
     async move {
         let started = Instant::now();
         let stats = Arc::new(RequestStats::default());
-        let outcome = match admit(&limits, request) {
-            Ok(request) => component
+        let outcome = match admit(&limits, router.as_ref(), request) {
+            Ok((target, request)) => target
+                .component
                 .handle(request, stats.clone())
                 .await
                 .map_err(Rejection::from),
@@ -181,6 +184,7 @@ async fn serve_request(
 }
 
 enum Rejection {
+    NotRouted { host: String, path: String },
     TooLarge(u64),
     Handle(HandleError),
 }
@@ -189,6 +193,10 @@ impl Rejection {
     /// The status and one-line reason the client gets.
     fn explain(&self, limits: &GatewayLimits) -> (http::StatusCode, String) {
         match self {
+            Rejection::NotRouted { host, path } => (
+                http::StatusCode::NOT_FOUND,
+                format!("no app is deployed at {host}{path}"),
+            ),
             Rejection::Handle(err) => (err.status(), err.to_string()),
             Rejection::TooLarge(declared) => (
                 http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -207,18 +215,27 @@ impl From<HandleError> for Rejection {
     }
 }
 
-/// Applies the body limit: a declared oversize body is refused outright, any
-/// other body is counted as it streams.
+/// Routes the request and applies the body limit: a declared oversize body is
+/// refused outright, any other body is counted as it streams.
 fn admit(
     limits: &GatewayLimits,
+    router: &dyn Router,
     request: http::Request<Incoming>,
-) -> Result<http::Request<LimitedBody<Incoming>>, Rejection> {
+) -> Result<(Target, http::Request<LimitedBody<Incoming>>), Rejection> {
+    let host = request_host(&request).unwrap_or_default();
+    let Some(target) = router.route(host, request.uri().path()) else {
+        return Err(Rejection::NotRouted {
+            host: host.to_string(),
+            path: request.uri().path().to_string(),
+        });
+    };
     if let Some(declared) = declared_length(request.headers())
         && declared > limits.max_request_body
     {
         return Err(Rejection::TooLarge(declared));
     }
-    Ok(request.map(|body| LimitedBody::new(body, limits.max_request_body)))
+    let request = request.map(|body| LimitedBody::new(body, limits.max_request_body));
+    Ok((target, request))
 }
 
 fn plain(status: http::StatusCode, reason: String) -> http::Response<ResponseBody> {

@@ -1,0 +1,88 @@
+//! Resolving a request to the component that serves it.
+//!
+//! The gateway asks a [`Router`] for every request; the node implements it
+//! over its reconciled routing table and swaps that table atomically, so the
+//! gateway never sees a half-updated set of routes.
+
+use cloudware_engine::HttpComponent;
+
+/// Where a request goes.
+#[derive(Clone)]
+pub struct Target {
+    /// The component that handles it.
+    pub component: HttpComponent,
+}
+
+/// Resolves requests to targets.
+pub trait Router: Send + Sync + 'static {
+    /// The target for a request to `host` (lowercase or not, possibly with a
+    /// port) and `path`, or `None` when nothing is routed there.
+    fn route(&self, host: &str, path: &str) -> Option<Target>;
+}
+
+/// Serves one component on every host and path (`cloudware serve`).
+pub struct SingleComponent(pub HttpComponent);
+
+impl Router for SingleComponent {
+    fn route(&self, _host: &str, _path: &str) -> Option<Target> {
+        Some(Target {
+            component: self.0.clone(),
+        })
+    }
+}
+
+/// The host a request is addressed to: the URI's authority (HTTP/2, absolute
+/// form) or the `Host` header (HTTP/1.1), without the port.
+pub fn request_host<B>(request: &http::Request<B>) -> Option<&str> {
+    let raw = match request.uri().authority() {
+        Some(authority) => authority.host(),
+        None => request.headers().get(http::header::HOST)?.to_str().ok()?,
+    };
+    Some(strip_port(raw))
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // An IPv6 literal: keep the brackets, drop a trailing `:port`.
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..=h.len()]);
+    }
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str, host: Option<&str>) -> http::Request<()> {
+        let mut builder = http::Request::get(uri);
+        if let Some(host) = host {
+            builder = builder.header("host", host);
+        }
+        builder.body(()).expect("request")
+    }
+
+    #[test]
+    fn host_comes_from_the_header_or_the_authority() {
+        assert_eq!(
+            request_host(&request("/x", Some("shop.example.com:8080"))),
+            Some("shop.example.com")
+        );
+        assert_eq!(
+            request_host(&request("/x", Some("shop.example.com"))),
+            Some("shop.example.com")
+        );
+        assert_eq!(
+            request_host(&request("http://a.example:81/x", Some("ignored"))),
+            Some("a.example")
+        );
+        assert_eq!(
+            request_host(&request("/x", Some("[::1]:8080"))),
+            Some("[::1]")
+        );
+        assert_eq!(request_host(&request("/x", None)), None);
+    }
+}
