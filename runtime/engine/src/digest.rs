@@ -14,6 +14,11 @@ impl Digest {
         Digest(Sha256::digest(bytes).into())
     }
 
+    /// A digest from its 32 raw bytes (e.g. a hasher's output).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Digest(bytes)
+    }
+
     /// The lowercase hex of the digest, without the `sha256:` prefix.
     pub fn hex(&self) -> String {
         hex::encode(self.0)

@@ -1,0 +1,11 @@
+//! A Cloudware node: turns the replicated desired state into local
+//! instances and routes.
+//!
+//! Data flows one way: the admin API proposes commands to the raft log, the
+//! state machine applies them, and this crate's reconciler loads the
+//! components the state asks for and publishes the routing table the gateway
+//! reads.
+
+pub mod packages;
+
+pub use packages::{PackageStore, PutError, StoredPackage};
