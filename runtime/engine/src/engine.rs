@@ -57,6 +57,8 @@ struct EngineInner {
     cache: Option<CompileCache>,
     limits: Limits,
     allocation: AllocationStrategy,
+    /// One permit per pool slot: the node-wide bound on running instances.
+    slots: Arc<tokio::sync::Semaphore>,
     _epoch: EpochTicker,
 }
 
@@ -108,6 +110,9 @@ impl Engine {
                 cache,
                 limits: limits.clone(),
                 allocation,
+                slots: Arc::new(tokio::sync::Semaphore::new(
+                    limits.max_concurrent_instances as usize,
+                )),
                 _epoch: epoch,
             }),
         })
@@ -131,6 +136,15 @@ impl Engine {
     /// The limits every request runs under.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Instances running now, across every component.
+    pub fn busy_instances(&self) -> usize {
+        self.inner.limits.max_concurrent_instances as usize - self.inner.slots.available_permits()
+    }
+
+    pub(crate) fn slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.inner.slots
     }
 
     /// Which allocator instances come from.

@@ -26,5 +26,8 @@ mod load;
 pub use config::{EngineConfig, Limits, default_cache_dir};
 pub use digest::{Digest, ParseDigestError};
 pub use engine::{AllocationStrategy, Engine, EngineError};
-pub use http::{HandleError, HttpComponent, OutboundPolicy, RequestStats, ResponseBody};
+pub use http::{
+    ComponentSettings, HandleError, HttpComponent, InstanceQuota, OutboundPolicy, RequestStats,
+    ResponseBody,
+};
 pub use load::{HTTP_HANDLER_INTERFACE, LoadError};

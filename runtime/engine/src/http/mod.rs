@@ -3,11 +3,13 @@
 
 mod error;
 mod outbound;
+mod quota;
 mod response;
 mod state;
 
 pub use error::{DeadlineExceeded, HandleError};
 pub use outbound::{InvalidAllowEntry, OutboundPolicy};
+pub use quota::InstanceQuota;
 pub use response::{BodyError, HOLD_BACK_BYTES, HOLD_BACK_WINDOW, ResponseBody};
 pub use state::RequestState;
 pub(crate) use state::linker;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
@@ -41,14 +43,41 @@ struct Inner {
     engine: Engine,
     digest: Digest,
     pre: ProxyPre<RequestState>,
-    outbound: OutboundPolicy,
-    admission: Arc<Semaphore>,
+    settings: ComponentSettings,
+}
+
+/// How one deployment of a component runs. Limits are clamped to the
+/// engine's: a deployment can ask for less than the node allows, not more.
+#[derive(Clone, Debug)]
+pub struct ComponentSettings {
+    /// Wall-clock budget of one request.
+    pub request_timeout: Duration,
+    /// Largest linear memory of one instance, in bytes.
+    pub max_memory: u64,
+    /// Hosts the component may call.
+    pub outbound: OutboundPolicy,
+    /// Instances of this app that may run at once.
+    pub quota: InstanceQuota,
+}
+
+impl ComponentSettings {
+    /// The node's own limits, deny-all outbound, and a quota of the whole pool.
+    pub fn defaults(engine: &Engine) -> Self {
+        let limits = engine.limits();
+        ComponentSettings {
+            request_timeout: limits.request_timeout,
+            max_memory: limits.max_memory.as_u64(),
+            outbound: OutboundPolicy::deny_all(),
+            quota: InstanceQuota::new(limits.max_concurrent_instances),
+        }
+    }
 }
 
 /// Measurements of one handled request, filled in as it runs.
 #[derive(Debug, Default)]
 pub struct RequestStats {
     guest_nanos: AtomicU64,
+    peak_memory: AtomicU64,
 }
 
 impl RequestStats {
@@ -56,6 +85,12 @@ impl RequestStats {
     /// including host calls it made synchronously).
     pub fn guest_time(&self) -> Duration {
         Duration::from_nanos(self.guest_nanos.load(Ordering::Relaxed))
+    }
+
+    /// The largest linear memory the request's instance reached, in bytes
+    /// (known once the guest finished).
+    pub fn peak_memory(&self) -> u64 {
+        self.peak_memory.load(Ordering::Relaxed)
     }
 }
 
@@ -68,30 +103,43 @@ impl HttpComponent {
         let pre = ProxyPre::new(pre).map_err(|err| LoadError::MissingHandler {
             exports: format!("{err:#}"),
         })?;
-        let permits = engine.limits().max_concurrent_instances as usize;
+        let settings = ComponentSettings::defaults(&engine);
         Ok(HttpComponent {
             inner: Arc::new(Inner {
                 engine,
                 digest,
                 pre,
-                outbound: OutboundPolicy::deny_all(),
-                admission: Arc::new(Semaphore::new(permits)),
+                settings,
             }),
         })
     }
 
-    /// The same component with a different outbound allow-list.
-    pub fn with_outbound(self, outbound: OutboundPolicy) -> Self {
-        let inner = &self.inner;
+    /// The same compiled component run with other settings (another
+    /// deployment of the same package shares the compiled code).
+    pub fn with_settings(&self, settings: ComponentSettings) -> Self {
+        let limits = self.inner.engine.limits();
+        let settings = ComponentSettings {
+            request_timeout: settings.request_timeout.min(limits.request_timeout),
+            max_memory: settings.max_memory.min(limits.max_memory.as_u64()),
+            ..settings
+        };
         HttpComponent {
             inner: Arc::new(Inner {
-                engine: inner.engine.clone(),
-                digest: inner.digest,
-                pre: inner.pre.clone(),
-                outbound,
-                admission: inner.admission.clone(),
+                engine: self.inner.engine.clone(),
+                digest: self.inner.digest,
+                pre: self.inner.pre.clone(),
+                settings,
             }),
         }
+    }
+
+    /// The same component with a different outbound allow-list.
+    pub fn with_outbound(self, outbound: OutboundPolicy) -> Self {
+        let settings = ComponentSettings {
+            outbound,
+            ..self.inner.settings.clone()
+        };
+        self.with_settings(settings)
     }
 
     /// The component's content digest.
@@ -99,10 +147,14 @@ impl HttpComponent {
         self.inner.digest
     }
 
-    /// Instances currently running.
+    /// The settings it runs with.
+    pub fn settings(&self) -> &ComponentSettings {
+        &self.inner.settings
+    }
+
+    /// Instances of this component's app running now.
     pub fn busy_instances(&self) -> usize {
-        self.inner.engine.limits().max_concurrent_instances as usize
-            - self.inner.admission.available_permits()
+        self.inner.settings.quota.busy() as usize
     }
 
     /// Creates one request's store and instance, without handling anything;
@@ -115,16 +167,17 @@ impl HttpComponent {
 
     fn new_store(&self, deadline: Instant) -> Store<RequestState> {
         let limits = self.inner.engine.limits();
+        let settings = &self.inner.settings;
         let state = RequestState::new(
-            usize::try_from(limits.max_memory.as_u64()).unwrap_or(usize::MAX),
+            usize::try_from(settings.max_memory).unwrap_or(usize::MAX),
             limits.max_table_elements as usize,
             deadline,
-            self.inner.outbound.clone(),
+            settings.outbound.clone(),
         );
         let mut store = Store::new(self.inner.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
-        let timeout = limits.request_timeout;
+        let timeout = settings.request_timeout;
         store.epoch_deadline_callback(move |ctx| {
             if Instant::now() >= ctx.data().deadline {
                 Err(wasmtime::Error::new(DeadlineExceeded(timeout)))
@@ -149,9 +202,8 @@ impl HttpComponent {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let limits = self.inner.engine.limits();
-        let permit = self.admit(limits.queue_timeout).await?;
-        let timeout = limits.request_timeout;
+        let permits = self.admit(self.inner.engine.limits().queue_timeout).await?;
+        let timeout = self.inner.settings.request_timeout;
         let deadline = Instant::now() + timeout;
         let mut store = self.new_store(deadline);
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -164,12 +216,19 @@ impl HttpComponent {
             .map_err(|err| HandleError::Internal(format!("{err:#}")))?;
 
         let pre = self.inner.pre.clone();
+        let peak = stats.clone();
         let guest = async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, request, outparam)
-                .await
+            let result = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, outparam)
+                    .await
+            }
+            .await;
+            peak.peak_memory
+                .store(store.data().limits.peak_memory() as u64, Ordering::Relaxed);
+            result
         };
         let task = tokio::spawn(async move {
             let timed = Timed {
@@ -181,8 +240,8 @@ impl HttpComponent {
                 Ok(Err(err)) => Err(HandleError::from_guest(err)),
                 Err(_) => Err(HandleError::DeadlineExceeded(timeout)),
             };
-            // The store (and its pool slot) is gone by now; free the permit.
-            drop::<OwnedSemaphorePermit>(permit);
+            // The store (and its pool slot) is gone by now; free the permits.
+            drop::<Permits>(permits);
             outcome
         });
 
@@ -198,16 +257,39 @@ impl HttpComponent {
         }
     }
 
-    async fn admit(&self, queue_timeout: Duration) -> Result<OwnedSemaphorePermit, HandleError> {
-        let admission = self.inner.admission.clone();
-        if let Ok(permit) = admission.clone().try_acquire_owned() {
-            return Ok(permit);
+    /// Takes a permit from the app's quota, then a slot of the engine's
+    /// pool, waiting at most `queue_timeout` for both.
+    async fn admit(&self, queue_timeout: Duration) -> Result<Permits, HandleError> {
+        let quota = self.inner.settings.quota.semaphore().clone();
+        let slots = self.inner.engine.slots().clone();
+        if let (Ok(app), Ok(slot)) = (
+            quota.clone().try_acquire_owned(),
+            slots.clone().try_acquire_owned(),
+        ) {
+            return Ok(Permits {
+                _app: app,
+                _slot: slot,
+            });
         }
-        match tokio::time::timeout(queue_timeout, admission.acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
+        let both = async {
+            let app = quota.acquire_owned().await?;
+            let slot = slots.acquire_owned().await?;
+            Ok::<_, tokio::sync::AcquireError>(Permits {
+                _app: app,
+                _slot: slot,
+            })
+        };
+        match tokio::time::timeout(queue_timeout, both).await {
+            Ok(Ok(permits)) => Ok(permits),
             _ => Err(HandleError::Overloaded(queue_timeout)),
         }
     }
+}
+
+/// A request's place in its app's quota and in the engine's pool.
+struct Permits {
+    _app: OwnedSemaphorePermit,
+    _slot: OwnedSemaphorePermit,
 }
 
 pin_project_lite::pin_project! {

@@ -5,7 +5,7 @@
 use super::outbound::OutboundPolicy;
 use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{
@@ -17,7 +17,7 @@ pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: TrackedLimits,
     pub(crate) deadline: Instant,
     hooks: OutboundHooks,
 }
@@ -38,14 +38,67 @@ impl RequestState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(max_memory)
-                .table_elements(max_table_elements)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: TrackedLimits {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(max_memory)
+                    .table_elements(max_table_elements)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                peak_memory: 0,
+            },
             deadline,
             hooks: OutboundHooks { policy: outbound },
         }
+    }
+}
+
+/// [`StoreLimits`] that also remember the largest memory granted (for
+/// metering by resources used).
+pub(crate) struct TrackedLimits {
+    limits: StoreLimits,
+    peak_memory: usize,
+}
+
+impl TrackedLimits {
+    /// The largest linear memory granted so far, in bytes.
+    pub(crate) fn peak_memory(&self) -> usize {
+        self.peak_memory
+    }
+}
+
+impl ResourceLimiter for TrackedLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let granted = self.limits.memory_growing(current, desired, maximum)?;
+        if granted {
+            self.peak_memory = self.peak_memory.max(desired);
+        }
+        Ok(granted)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 

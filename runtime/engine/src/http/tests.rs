@@ -124,3 +124,55 @@ async fn admission_is_bounded() {
     assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE);
     sleeper.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deployment_settings_apply_and_are_clamped() {
+    let engine = engine(small_limits());
+    let component = engine
+        .load_file(cloudware_test_artifacts::HOSTILE.as_ref())
+        .expect("load");
+    let tighter = component.with_settings(ComponentSettings {
+        request_timeout: Duration::from_millis(150),
+        ..ComponentSettings::defaults(&engine)
+    });
+    let err = tighter
+        .handle(get("/loop"), Default::default())
+        .await
+        .expect_err("deadline");
+    assert!(
+        matches!(err, HandleError::DeadlineExceeded(d) if d == Duration::from_millis(150)),
+        "{err}"
+    );
+
+    // Asking for more than the node allows gets the node's limit.
+    let greedy = component.with_settings(ComponentSettings {
+        request_timeout: Duration::from_secs(3600),
+        max_memory: u64::MAX,
+        ..ComponentSettings::defaults(&engine)
+    });
+    assert_eq!(
+        greedy.settings().request_timeout,
+        small_limits().request_timeout
+    );
+    assert_eq!(
+        greedy.settings().max_memory,
+        small_limits().max_memory.as_u64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn peak_memory_is_recorded() {
+    let engine = engine(small_limits());
+    let component = engine
+        .load_file(cloudware_test_artifacts::HELLO.as_ref())
+        .expect("load");
+    let stats = Arc::new(RequestStats::default());
+    let response = component
+        .handle(get("/"), stats.clone())
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    text(response).await;
+    // At least the initial linear memory (one 64 KiB page or more).
+    assert!(stats.peak_memory() >= 64 * 1024, "{}", stats.peak_memory());
+}
