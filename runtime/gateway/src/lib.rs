@@ -11,6 +11,7 @@ pub use limits::{LimitedBody, declared_length};
 pub use router::{Router, SingleComponent, Target, request_host};
 
 use cloudware_engine::{HandleError, RequestStats, ResponseBody};
+use cloudware_metrics::RequestRecord;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -150,12 +151,16 @@ async fn serve_request(
     async move {
         let started = Instant::now();
         let stats = Arc::new(RequestStats::default());
+        let mut recorder = None;
         let outcome = match admit(&limits, router.as_ref(), request) {
-            Ok((target, request)) => target
-                .component
-                .handle(request, stats.clone())
-                .await
-                .map_err(Rejection::from),
+            Ok((target, request)) => {
+                recorder = target.recorder;
+                target
+                    .component
+                    .handle(request, stats.clone())
+                    .await
+                    .map_err(Rejection::from)
+            }
             Err(rejection) => Err(rejection),
         };
         let response = match outcome {
@@ -172,9 +177,18 @@ async fn serve_request(
                 plain(status, reason)
             }
         };
+        let latency = started.elapsed();
+        if let Some(recorder) = recorder {
+            recorder.record(RequestRecord {
+                latency,
+                guest_time: stats.guest_time(),
+                peak_memory: stats.peak_memory(),
+                server_error: response.status().is_server_error(),
+            });
+        }
         let span = tracing::Span::current();
         span.record("status", response.status().as_u16());
-        span.record("latency_us", started.elapsed().as_micros() as u64);
+        span.record("latency_us", latency.as_micros() as u64);
         span.record("guest_us", stats.guest_time().as_micros() as u64);
         tracing::info!(target: ACCESS_LOG_TARGET, "done");
         Ok(response)

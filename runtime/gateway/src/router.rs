@@ -5,12 +5,15 @@
 //! gateway never sees a half-updated set of routes.
 
 use cloudware_engine::HttpComponent;
+use cloudware_metrics::AppRecorder;
 
 /// Where a request goes.
 #[derive(Clone)]
 pub struct Target {
     /// The component that handles it.
     pub component: HttpComponent,
+    /// Where its requests are counted, if anywhere.
+    pub recorder: Option<AppRecorder>,
 }
 
 /// Resolves requests to targets.
@@ -27,6 +30,7 @@ impl Router for SingleComponent {
     fn route(&self, _host: &str, _path: &str) -> Option<Target> {
         Some(Target {
             component: self.0.clone(),
+            recorder: None,
         })
     }
 }
