@@ -30,4 +30,4 @@ pub use http::{
     ComponentSettings, HandleError, HttpComponent, InstanceQuota, OutboundPolicy, RequestStats,
     ResponseBody,
 };
-pub use load::{HTTP_HANDLER_INTERFACE, LoadError};
+pub use load::{HTTP_HANDLER_INTERFACE, Interfaces, LoadError};

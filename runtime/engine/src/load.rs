@@ -99,7 +99,8 @@ impl Engine {
             .instantiate_pre(&component)
             .map_err(|err| unsatisfied_import(&err))?;
         check_exports(self, &component)?;
-        let component_ready = HttpComponent::new(self.clone(), digest, pre)?;
+        let interfaces = Interfaces::of(self, &component);
+        let component_ready = HttpComponent::new(self.clone(), digest, pre, interfaces)?;
         if !cached
             && let Some(cache) = self.cache()
             && let Err(err) = cache.store(&digest, &component)
@@ -113,6 +114,31 @@ impl Engine {
             "component ready"
         );
         Ok(component_ready)
+    }
+}
+
+/// The names a component imports and exports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Interfaces {
+    /// Imported interfaces (e.g. `wasi:http/types@0.2.12`).
+    pub imports: Vec<String>,
+    /// Exported interfaces.
+    pub exports: Vec<String>,
+}
+
+impl Interfaces {
+    fn of(engine: &Engine, component: &Component) -> Self {
+        let ty = component.component_type();
+        Interfaces {
+            imports: ty
+                .imports(engine.wasmtime())
+                .map(|(name, _)| name.to_string())
+                .collect(),
+            exports: ty
+                .exports(engine.wasmtime())
+                .map(|(name, _)| name.to_string())
+                .collect(),
+        }
     }
 }
 

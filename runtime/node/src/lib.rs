@@ -6,6 +6,10 @@
 //! components the state asks for and publishes the routing table the gateway
 //! reads.
 
+pub mod control;
 pub mod packages;
+pub mod reconcile;
 
+pub use control::{ControlPlane, OpenError, ProposeFailure};
 pub use packages::{PackageStore, PutError, StoredPackage};
+pub use reconcile::{AppLoad, NodeRouter, Reconciler};

@@ -16,7 +16,7 @@ pub(crate) use state::linker;
 
 use crate::digest::Digest;
 use crate::engine::Engine;
-use crate::load::LoadError;
+use crate::load::{Interfaces, LoadError};
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,6 +43,7 @@ struct Inner {
     engine: Engine,
     digest: Digest,
     pre: ProxyPre<RequestState>,
+    interfaces: Arc<Interfaces>,
     settings: ComponentSettings,
 }
 
@@ -99,6 +100,7 @@ impl HttpComponent {
         engine: Engine,
         digest: Digest,
         pre: InstancePre<RequestState>,
+        interfaces: Interfaces,
     ) -> Result<Self, LoadError> {
         let pre = ProxyPre::new(pre).map_err(|err| LoadError::MissingHandler {
             exports: format!("{err:#}"),
@@ -109,6 +111,7 @@ impl HttpComponent {
                 engine,
                 digest,
                 pre,
+                interfaces: Arc::new(interfaces),
                 settings,
             }),
         })
@@ -128,6 +131,7 @@ impl HttpComponent {
                 engine: self.inner.engine.clone(),
                 digest: self.inner.digest,
                 pre: self.inner.pre.clone(),
+                interfaces: self.inner.interfaces.clone(),
                 settings,
             }),
         }
@@ -145,6 +149,11 @@ impl HttpComponent {
     /// The component's content digest.
     pub fn digest(&self) -> Digest {
         self.inner.digest
+    }
+
+    /// What it imports and exports.
+    pub fn interfaces(&self) -> &Interfaces {
+        &self.inner.interfaces
     }
 
     /// The settings it runs with.

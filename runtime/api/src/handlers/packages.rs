@@ -1,0 +1,131 @@
+//! `/v1/packages`: upload and list packages.
+//!
+//! An upload streams to the package store (digest computed, size capped),
+//! is validated and compiled once by the engine (the compiled code lands in
+//! the cache the reconciler reads), and only then registered in the
+//! replicated state. A rejected upload leaves nothing behind.
+
+use crate::auth::{Action, Principal};
+use crate::error::ApiError;
+use crate::extract::Tenant;
+use crate::wire::PackageInfo;
+use crate::{ApiContext, now_ms};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use cloudware_state::{Command, Outcome, Package, PackageRegistration};
+use futures::TryStreamExt;
+use http::{HeaderMap, StatusCode};
+use std::sync::Arc;
+
+/// `POST /v1/packages`: the body is the `.wasm` file.
+pub async fn push(
+    State(context): State<Arc<ApiContext>>,
+    principal: Principal,
+    Tenant(requested): Tenant,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<PackageInfo>), ApiError> {
+    principal.require(Action::ChangeApps)?;
+    let tenant = principal.tenant_for(requested.as_deref())?;
+    if context
+        .control
+        .read(|state| state.tenant(&tenant).is_none())
+    {
+        return Err(ApiError::NotFound(format!("no tenant `{tenant}`")));
+    }
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let upload = body.into_data_stream().map_err(|err| err.to_string());
+    let stored = context
+        .packages
+        .put(upload, declared, context.limits.max_package_size)
+        .await?;
+
+    let bytes = context
+        .packages
+        .read(&stored.digest)
+        .await
+        .map_err(|err| ApiError::Internal(format!("cannot read the stored package: {err}")))?;
+    let engine = context.engine.clone();
+    let validated = tokio::task::spawn_blocking(move || engine.load_bytes(&bytes))
+        .await
+        .map_err(|err| ApiError::Internal(format!("validation failed: {err}")))?;
+    let component = match validated {
+        Ok(component) => component,
+        Err(err) => {
+            let registered = context
+                .control
+                .read(|state| state.package(&stored.digest.to_string()).is_some());
+            if !stored.existed && !registered {
+                let _ = context.packages.remove(&stored.digest).await;
+            }
+            return Err(ApiError::BadRequest(format!(
+                "the package was rejected: {err}"
+            )));
+        }
+    };
+    let interfaces = component.interfaces().clone();
+    let outcome = context
+        .control
+        .propose(Command::RegisterPackage {
+            digest: stored.digest.to_string(),
+            tenant,
+            size: stored.size,
+            imports: interfaces.imports.clone(),
+            exports: interfaces.exports.clone(),
+            at: now_ms(),
+        })
+        .await?;
+    let already = matches!(
+        outcome,
+        Outcome::PackageRegistered {
+            registration: PackageRegistration::AlreadyPresent
+        }
+    );
+    let status = if already {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(PackageInfo {
+            digest: stored.digest.to_string(),
+            size: stored.size,
+            imports: interfaces.imports,
+            exports: interfaces.exports,
+            existed: already,
+        }),
+    ))
+}
+
+/// `GET /v1/packages`: the tenant's packages (every package for operators
+/// without `?tenant=`).
+pub async fn list(
+    State(context): State<Arc<ApiContext>>,
+    principal: Principal,
+    Tenant(requested): Tenant,
+) -> Result<Json<Vec<PackageInfo>>, ApiError> {
+    principal.require(Action::Read)?;
+    let scope = match (principal.sees_all(), requested) {
+        (true, None) => None,
+        (_, requested) => Some(principal.tenant_for(requested.as_deref())?),
+    };
+    let packages = context.control.read(|state| {
+        let info = |p: &Package| PackageInfo {
+            digest: p.digest.clone(),
+            size: p.size,
+            imports: p.imports.clone(),
+            exports: p.exports.clone(),
+            existed: true,
+        };
+        match &scope {
+            Some(tenant) => state.packages_of(tenant).map(info).collect(),
+            None => state.packages().map(info).collect(),
+        }
+    });
+    Ok(Json(packages))
+}

@@ -1,0 +1,200 @@
+//! The admin API's JSON bodies, shared by the server and the CLI.
+//!
+//! Unknown fields are rejected everywhere, so a typo in a request is an
+//! error rather than a silently ignored setting.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Every error response: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for machines (`code`) and people (`message`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    /// A stable identifier: `unauthorized`, `forbidden`, `not_found`,
+    /// `bad_request`, `conflict`, `payload_too_large`, `unavailable`, `internal`.
+    pub code: String,
+    /// One sentence for a person.
+    pub message: String,
+}
+
+/// `POST /v1/tenants`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// A slug: lowercase letters, digits and `-`.
+    pub name: String,
+}
+
+/// A tenant.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantInfo {
+    /// Its name.
+    pub name: String,
+    /// When it was created (unix milliseconds).
+    pub created_at: u64,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// `operator`, `developer`, `site-builder` or `viewer`.
+    pub role: String,
+    /// The tenant the token acts for (required except for operators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// What the token is for.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A token as listed (never its secret).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenInfo {
+    /// Its id (`tok_…`), used to revoke it.
+    pub id: String,
+    /// Its role.
+    pub role: String,
+    /// Its tenant, if any.
+    pub tenant: Option<String>,
+    /// What it is for.
+    pub description: String,
+    /// When it was created (unix milliseconds).
+    pub created_at: u64,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// The answer to `POST /v1/tokens`: the only time the secret is shown.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreatedToken {
+    /// The token's metadata.
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// The secret to send as `Authorization: Bearer …`.
+    pub token: String,
+}
+
+/// A stored package.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PackageInfo {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Interfaces it imports.
+    pub imports: Vec<String>,
+    /// Interfaces it exports.
+    pub exports: Vec<String>,
+    /// Whether the same bytes were already stored (push is then a no-op).
+    #[serde(default)]
+    pub existed: bool,
+}
+
+/// `POST /v1/apps/{app}/deployments`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDeployment {
+    /// The package to run: `sha256:<hex>`.
+    pub package: String,
+    /// Routes, each `[HOST]/PATH-PREFIX` (e.g. `shop.example.com/`, `/api`).
+    pub routes: Vec<String>,
+    /// Instances to run (app scale); unchanged if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// Per-request deadline in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Memory cap per instance in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Hosts the component may call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_outbound: Vec<String>,
+    /// Configuration values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+}
+
+/// One version of an app.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentInfo {
+    /// The app.
+    pub app: String,
+    /// The owning tenant.
+    pub tenant: String,
+    /// The version number.
+    pub version: u32,
+    /// The package digest.
+    pub package: String,
+    /// Its routes, `[HOST]/PATH-PREFIX`.
+    pub routes: Vec<String>,
+    /// `pending`, `active` or `failed`.
+    pub status: String,
+    /// Why it failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Whether it is the version receiving traffic.
+    pub current: bool,
+    /// When it was created (unix milliseconds).
+    pub created_at: u64,
+}
+
+/// `POST /v1/apps/{app}/rollback`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// The version to make current; the previous active one if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u32>,
+}
+
+/// `PUT /v1/apps/{app}/scale`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    /// Instances to run at most at once.
+    pub instances: u32,
+    /// Instances kept ready.
+    #[serde(default)]
+    pub min_warm: u32,
+}
+
+/// `GET /v1/status` and `GET /v1/apps/{app}/status`: live figures per app.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AppStatus {
+    /// The app.
+    pub app: String,
+    /// The owning tenant.
+    pub tenant: String,
+    /// The current version, if any.
+    pub version: Option<u32>,
+    /// Configured instances.
+    pub instances: u32,
+    /// Instances running a request now.
+    pub busy: u32,
+    /// Instances free to take a request.
+    pub idle: u32,
+    /// Requests per second over the last minute.
+    pub requests_per_second: f64,
+    /// Share of requests answered with a 5xx over the last minute.
+    pub error_rate: f64,
+    /// Median latency in milliseconds over the last minute.
+    pub p50_ms: f64,
+    /// 99th percentile latency in milliseconds over the last minute.
+    pub p99_ms: f64,
+}

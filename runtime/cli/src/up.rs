@@ -1,0 +1,214 @@
+//! `cloudware up`: run a platform node with embedded defaults — a sled data
+//! directory, a one-member raft group, the HTTP gateway and the admin API.
+//!
+//! The first start creates an operator token, prints it once and writes it
+//! to `DATA_DIR/admin.token` (mode 0600); only its hash is stored.
+//! Everything survives a restart.
+
+use crate::logging::{self, LoggingArgs};
+use crate::settings::{EngineArgs, LimitArgs, ServeFile};
+use anyhow::Context;
+use clap::Args;
+use cloudware_api::{ApiContext, ApiLimits};
+use cloudware_engine::Engine;
+use cloudware_gateway::{Gateway, GatewayLimits};
+use cloudware_metrics::Metrics;
+use cloudware_node::{ControlPlane, NodeRouter, PackageStore, Reconciler};
+use cloudware_state::Role;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The default admin API address.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+
+/// This node's id in its raft group (one member for now).
+const NODE_ID: u64 = 1;
+
+/// Arguments of `cloudware up`.
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Where the node keeps its state [default: ~/.local/share/cloudware].
+    #[arg(long, value_name = "DIR", env = "CLOUDWARE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP gateway [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Address of the admin API [default: 127.0.0.1:8081].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// TOML configuration file (`listen`, `[limits]`, `[engine]`, as for `serve`).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log one line per gateway request.
+    #[arg(long)]
+    pub access_log: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => ServeFile::read(path)?,
+        None => ServeFile::default(),
+    };
+    logging::init(logging, args.access_log || file.access_log.unwrap_or(false))?;
+    let data_dir = match args.data_dir.clone() {
+        Some(dir) => dir,
+        None => default_data_dir().context("no --data-dir given and no home directory")?,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+
+    let mut limits = file.limits;
+    args.limits.apply(&mut limits);
+    let mut engine_config = file.engine;
+    if args.engine.cache_dir.is_none() && !args.engine.no_cache {
+        engine_config.cache_dir = Some(data_dir.join("compiled"));
+    }
+    args.engine.apply(&mut engine_config);
+    let listen = match (args.listen, file.listen) {
+        (Some(addr), _) | (None, Some(addr)) => addr,
+        (None, None) => crate::settings::DEFAULT_LISTEN.parse()?,
+    };
+    let admin_listen = match args.admin_listen {
+        Some(addr) => addr,
+        None => DEFAULT_ADMIN_LISTEN.parse()?,
+    };
+    let engine = Engine::new(&engine_config, &limits)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cloudware-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let control = Arc::new(ControlPlane::open(&data_dir.join("raft"), NODE_ID).await?);
+        let packages = PackageStore::open(data_dir.join("packages"))
+            .context("cannot open the package store")?;
+        let metrics = Arc::new(Metrics::new());
+        let router = Arc::new(NodeRouter::default());
+        let reconciler = Reconciler::new(
+            control.clone(),
+            engine.clone(),
+            packages.clone(),
+            metrics.clone(),
+            router.clone(),
+        );
+        let reconciling = reconciler.spawn();
+
+        let first_token = ensure_operator_token(&control, &data_dir).await?;
+
+        let gateway = Gateway::bind(listen, router.clone(), GatewayLimits::from_engine(&limits))
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let admin = tokio::net::TcpListener::bind(admin_listen)
+            .await
+            .with_context(|| format!("cannot listen on {admin_listen}"))?;
+        let gateway_addr = gateway.local_addr()?;
+        let admin_addr = admin.local_addr()?;
+        let context = Arc::new(ApiContext {
+            control: control.clone(),
+            packages,
+            engine,
+            metrics,
+            reconciler,
+            router,
+            limits: ApiLimits::default(),
+        });
+
+        let mut stdout = std::io::stdout().lock();
+        if let Some(secret) = first_token {
+            writeln!(
+                stdout,
+                "Operator token (shown once; also in {}): {secret}",
+                data_dir.join("admin.token").display()
+            )?;
+        }
+        writeln!(stdout, "Gateway on http://{gateway_addr}/")?;
+        writeln!(stdout, "Admin API on http://{admin_addr}/")?;
+        stdout.flush()?;
+        drop(stdout);
+        tracing::info!(%gateway_addr, %admin_addr, data_dir = %data_dir.display(), "node up");
+
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let gateway_stopped = {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let admin_stopped = {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let serving_gateway = tokio::spawn(gateway.serve(gateway_stopped));
+        let serving_admin = tokio::spawn(cloudware_api::serve(admin, context, admin_stopped));
+        crate::serve::shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+        let _ = serving_gateway.await;
+        let _ = serving_admin.await;
+        reconciling.abort();
+        control.shutdown().await;
+        Ok(())
+    })
+}
+
+/// `$XDG_DATA_HOME/cloudware` or `~/.local/share/cloudware`.
+fn default_data_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".local").join("share"))
+        })?;
+    Some(base.join("cloudware"))
+}
+
+/// On a node without an operator token, creates one, writes its secret to
+/// `DATA_DIR/admin.token` (0600) and returns it for printing.
+async fn ensure_operator_token(
+    control: &ControlPlane,
+    data_dir: &Path,
+) -> anyhow::Result<Option<String>> {
+    let has_operator = control.read(|state| {
+        state
+            .tokens()
+            .any(|token| token.role == Role::Operator && !token.revoked)
+    });
+    if has_operator {
+        return Ok(None);
+    }
+    let created = cloudware_api::create_token(
+        control,
+        Role::Operator,
+        None,
+        "created on first start".into(),
+    )
+    .await
+    .context("cannot create the operator token")?;
+    let path = data_dir.join("admin.token");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(file, "{}", created.token)?;
+    file.sync_all()?;
+    Ok(Some(created.token))
+}

@@ -1,0 +1,335 @@
+//! The reconciler: makes this node serve what the desired state says.
+//!
+//! After every applied command it
+//! 1. takes each pending deployment, compiles its package (or takes it from
+//!    the compile cache), sends it a health probe, and proposes
+//!    `ActivateDeployment` — or `FailDeployment` with the reason;
+//! 2. rebuilds the routing table from the current deployments, with each
+//!    app's limits, outbound grants, instance quota and metrics, and swaps it
+//!    into the [`NodeRouter`] at once. Requests in flight keep the component
+//!    they started on.
+
+use crate::control::{ControlPlane, ProposeFailure};
+use crate::packages::PackageStore;
+use arc_swap::ArcSwap;
+use cloudware_engine::{
+    ComponentSettings, Digest, Engine, HttpComponent, InstanceQuota, OutboundPolicy,
+};
+use cloudware_gateway::{Router, Target};
+use cloudware_metrics::Metrics;
+use cloudware_state::{Command, Deployment, RouteTarget, RoutingTable};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The path a health probe is sent to when the deployment has no routes.
+const PROBE_PATH: &str = "/";
+
+/// Routes requests by the latest reconciled routing table.
+pub struct NodeRouter {
+    current: ArcSwap<RouteMap>,
+    /// The applied log index the current table reflects.
+    published: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for NodeRouter {
+    fn default() -> Self {
+        NodeRouter {
+            current: ArcSwap::default(),
+            published: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl NodeRouter {
+    /// Waits until the published routing table reflects at least log
+    /// `index`, so that what was applied there is what requests now see.
+    pub async fn wait_published(&self, index: u64) {
+        let mut published = self.published.subscribe();
+        let _ = published.wait_for(|published| *published >= index).await;
+    }
+}
+
+/// One published routing table with a ready target per app.
+#[derive(Default)]
+struct RouteMap {
+    table: RoutingTable,
+    /// tenant → app → target.
+    targets: HashMap<String, HashMap<String, Target>>,
+}
+
+impl Router for NodeRouter {
+    fn route(&self, host: &str, path: &str) -> Option<Target> {
+        let map = self.current.load();
+        let target = map.table.route(host, path)?;
+        map.targets.get(&target.tenant)?.get(&target.app).cloned()
+    }
+}
+
+/// Live figures of one app on this node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppLoad {
+    /// Instances running a request now.
+    pub busy: u32,
+    /// The app's instance quota.
+    pub instances: u32,
+}
+
+/// Turns applied desired state into loaded components and routes.
+pub struct Reconciler {
+    control: Arc<ControlPlane>,
+    engine: Engine,
+    packages: PackageStore,
+    metrics: Arc<Metrics>,
+    router: Arc<NodeRouter>,
+    /// Compiled components by package digest.
+    loaded: Mutex<HashMap<Digest, HttpComponent>>,
+    /// Instance quotas by (tenant, app); shared by all versions of an app.
+    quotas: Mutex<HashMap<(String, String), InstanceQuota>>,
+    /// Pending deployments being compiled and probed: (tenant, app, version).
+    activating: Mutex<HashSet<(String, String, u32)>>,
+}
+
+impl Reconciler {
+    /// A reconciler publishing into `router`.
+    pub fn new(
+        control: Arc<ControlPlane>,
+        engine: Engine,
+        packages: PackageStore,
+        metrics: Arc<Metrics>,
+        router: Arc<NodeRouter>,
+    ) -> Arc<Self> {
+        Arc::new(Reconciler {
+            control,
+            engine,
+            packages,
+            metrics,
+            router,
+            loaded: Mutex::new(HashMap::new()),
+            quotas: Mutex::new(HashMap::new()),
+            activating: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Reconciles now and after every applied command, until the control
+    /// plane stops.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        let mut applied = self.control.subscribe();
+        tokio::spawn(async move {
+            loop {
+                this.reconcile_once().await;
+                if applied.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+    }
+
+    /// One pass: start activating new pending deployments, publish routes.
+    pub async fn reconcile_once(self: &Arc<Self>) {
+        // Read the index first: the state read below reflects at least it.
+        let index = self.control.raft().applied_index();
+        let (pending, table, stored) = self.control.read(|state| {
+            let pending: Vec<(String, String, Deployment)> = state
+                .pending_deployments()
+                .map(|(app, deployment)| (app.tenant.clone(), app.name.clone(), deployment.clone()))
+                .collect();
+            let mut stored: HashMap<String, u64> = HashMap::new();
+            for package in state.packages() {
+                for owner in &package.owners {
+                    *stored.entry(owner.clone()).or_default() += package.size;
+                }
+            }
+            (pending, state.routing_table(), stored)
+        });
+        for (tenant, bytes) in stored {
+            self.metrics.set_stored_bytes(&tenant, bytes);
+        }
+        for (tenant, app, deployment) in pending {
+            let key = (tenant.clone(), app.clone(), deployment.version);
+            if self.lock_activating().insert(key.clone()) {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.activate(&tenant, &app, &deployment).await;
+                    this.lock_activating().remove(&key);
+                });
+            }
+        }
+        self.publish(table).await;
+        self.router.published.send_if_modified(|published| {
+            let newer = index > *published;
+            *published = (*published).max(index);
+            newer
+        });
+    }
+
+    /// The load of an app on this node.
+    pub fn app_load(&self, tenant: &str, app: &str) -> AppLoad {
+        self.quotas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(tenant.to_string(), app.to_string()))
+            .map(|quota| AppLoad {
+                busy: quota.busy(),
+                instances: quota.limit(),
+            })
+            .unwrap_or_default()
+    }
+
+    fn lock_activating(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String, u32)>> {
+        self.activating
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Compiles and probes a pending deployment, then records the verdict.
+    async fn activate(&self, tenant: &str, app: &str, deployment: &Deployment) {
+        let verdict = match self.component(&deployment.package).await {
+            Ok(component) => probe(&component, deployment).await,
+            Err(reason) => Err(reason),
+        };
+        let command = match verdict {
+            Ok(()) => Command::ActivateDeployment {
+                tenant: tenant.to_string(),
+                app: app.to_string(),
+                version: deployment.version,
+            },
+            Err(reason) => {
+                tracing::warn!(tenant, app, version = deployment.version, %reason, "deployment failed");
+                Command::FailDeployment {
+                    tenant: tenant.to_string(),
+                    app: app.to_string(),
+                    version: deployment.version,
+                    reason,
+                }
+            }
+        };
+        match self.control.propose(command).await {
+            Ok(_) => tracing::info!(
+                tenant,
+                app,
+                version = deployment.version,
+                "deployment settled"
+            ),
+            // A newer version won, or another node settled it first.
+            Err(ProposeFailure::Rejected(err)) => {
+                tracing::info!(tenant, app, version = deployment.version, %err, "deployment not settled")
+            }
+            Err(err) => {
+                tracing::warn!(tenant, app, version = deployment.version, %err, "cannot settle deployment")
+            }
+        }
+    }
+
+    /// The compiled component of a package, compiling it on first use.
+    async fn component(&self, digest: &str) -> Result<HttpComponent, String> {
+        let digest: Digest = digest
+            .parse()
+            .map_err(|err| format!("bad package digest {digest}: {err}"))?;
+        if let Some(component) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&digest)
+        {
+            return Ok(component.clone());
+        }
+        let bytes = self
+            .packages
+            .read(&digest)
+            .await
+            .map_err(|err| format!("package {digest} is not available on this node: {err}"))?;
+        let engine = self.engine.clone();
+        let component = tokio::task::spawn_blocking(move || engine.load_bytes(&bytes))
+            .await
+            .map_err(|err| format!("compiling {digest} failed: {err}"))?
+            .map_err(|err| format!("package {digest} cannot run: {err}"))?;
+        self.loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(digest, component.clone());
+        Ok(component)
+    }
+
+    /// Builds and swaps in the routing table.
+    async fn publish(&self, table: RoutingTable) {
+        let mut targets: HashMap<String, HashMap<String, Target>> = HashMap::new();
+        for route in table.targets() {
+            match self.target(route).await {
+                Ok(target) => {
+                    targets
+                        .entry(route.tenant.clone())
+                        .or_default()
+                        .insert(route.app.clone(), target);
+                }
+                Err(reason) => tracing::error!(
+                    tenant = %route.tenant,
+                    app = %route.app,
+                    version = route.version,
+                    %reason,
+                    "cannot serve the current version"
+                ),
+            }
+        }
+        self.router
+            .current
+            .store(Arc::new(RouteMap { table, targets }));
+    }
+
+    /// The ready target of one current deployment.
+    async fn target(&self, route: &RouteTarget) -> Result<Target, String> {
+        let component = self.component(&route.package).await?;
+        let defaults = ComponentSettings::defaults(&self.engine);
+        let outbound =
+            OutboundPolicy::allow(&route.allow_outbound).map_err(|err| err.to_string())?;
+        let quota = self
+            .quotas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((route.tenant.clone(), route.app.clone()))
+            .or_insert_with(|| InstanceQuota::new(route.scale.instances))
+            .clone();
+        quota.set_limit(route.scale.instances);
+        let settings = ComponentSettings {
+            request_timeout: route
+                .limits
+                .timeout_ms
+                .map_or(defaults.request_timeout, Duration::from_millis),
+            max_memory: route.limits.memory_bytes.unwrap_or(defaults.max_memory),
+            outbound,
+            quota,
+        };
+        Ok(Target {
+            component: component.with_settings(settings),
+            recorder: Some(self.metrics.app(&route.tenant, &route.app)),
+        })
+    }
+}
+
+/// Sends a deployment one request; any answer from the guest passes, a
+/// trap, timeout or missing response fails it.
+async fn probe(component: &HttpComponent, deployment: &Deployment) -> Result<(), String> {
+    use http_body_util::BodyExt;
+    let route = deployment.routes.first();
+    let host = route
+        .and_then(|r| r.host.as_deref())
+        .filter(|h| !h.starts_with('*'))
+        .unwrap_or("localhost");
+    let path = route.map_or(PROBE_PATH, |r| r.path_prefix.as_str());
+    let request = http::Request::get(format!("http://{host}{path}"))
+        .header(http::header::HOST, host)
+        .header("user-agent", "cloudware-health-probe")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|err| format!("cannot build the health probe: {err}"))?;
+    let response = component
+        .handle(request, Default::default())
+        .await
+        .map_err(|err| format!("health probe failed: {err}"))?;
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|err| format!("health probe failed: {err}"))?;
+    Ok(())
+}
