@@ -45,6 +45,9 @@ pub struct UpArgs {
     /// Log one line per gateway request.
     #[arg(long)]
     pub access_log: bool,
+    /// Largest package `cloudware push` accepts (e.g. `64MiB`).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub max_package_size: bytesize::ByteSize,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
@@ -122,7 +125,10 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
             metrics,
             reconciler,
             router,
-            limits: ApiLimits::default(),
+            limits: ApiLimits {
+                max_package_size: args.max_package_size.as_u64(),
+                ..ApiLimits::default()
+            },
         });
 
         let mut stdout = std::io::stdout().lock();

@@ -15,6 +15,8 @@ fn engine(limits: Limits) -> Engine {
 fn small_limits() -> Limits {
     Limits {
         request_timeout: Duration::from_millis(500),
+        // Small, so `/memory` reaches the cap in a few ms even on a busy box.
+        max_memory: bytesize::ByteSize::mib(16),
         max_concurrent_instances: 4,
         queue_timeout: Duration::from_millis(50),
         ..Limits::default()
