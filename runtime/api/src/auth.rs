@@ -78,6 +78,15 @@ impl Principal {
         }
     }
 
+    /// Which tenant a listing covers: `None` (all) for an operator naming
+    /// none, otherwise the tenant [`Principal::tenant_for`] allows.
+    pub fn scope(&self, requested: Option<&str>) -> Result<Option<String>, ApiError> {
+        if self.sees_all() && requested.is_none() {
+            return Ok(None);
+        }
+        self.tenant_for(requested).map(Some)
+    }
+
     /// Whether this principal may see everything (operators).
     pub fn sees_all(&self) -> bool {
         self.role == Role::Operator

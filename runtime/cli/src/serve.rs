@@ -1,13 +1,12 @@
 //! `cloudware serve PATH.wasm`: serve one `wasi:http` component.
 
-use crate::logging::{self, LoggingArgs};
-use crate::settings::{DEFAULT_LISTEN, EngineArgs, LimitArgs, ServeFile};
+use crate::logging::LoggingArgs;
+use crate::settings::{Resolved, RunArgs};
 use anyhow::Context;
 use clap::Args;
 use cloudware_engine::{Engine, OutboundPolicy};
 use cloudware_gateway::{Gateway, GatewayLimits, SingleComponent};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Arguments of `cloudware serve`.
@@ -16,44 +15,23 @@ pub struct ServeArgs {
     /// The component to serve: a `.wasm` file exporting
     /// `wasi:http/incoming-handler@0.2.x`.
     pub component: PathBuf,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, short, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// TOML configuration file; flags override its settings.
-    #[arg(long, short, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Allow outbound HTTP to HOST, HOST:PORT, *.DOMAIN or * (repeatable);
     /// everything else is denied.
     #[arg(long = "allow-outbound", value_name = "HOST")]
     pub allow_outbound: Vec<String>,
-    /// Log one line per request (method, path, status, latency, guest time).
-    #[arg(long)]
-    pub access_log: bool,
     #[command(flatten)]
-    pub limits: LimitArgs,
-    #[command(flatten)]
-    pub engine: EngineArgs,
+    pub run: RunArgs,
 }
 
 /// Runs `serve` until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
-    let file = match &args.config {
-        Some(path) => ServeFile::read(path)?,
-        None => ServeFile::default(),
-    };
-    logging::init(logging, args.access_log || file.access_log.unwrap_or(false))?;
-
-    let mut limits = file.limits;
-    args.limits.apply(&mut limits);
-    let mut engine_config = file.engine;
-    args.engine.apply(&mut engine_config);
-    let listen = match (args.listen, file.listen) {
-        (Some(addr), _) | (None, Some(addr)) => addr,
-        (None, None) => DEFAULT_LISTEN.parse().context("default listen address")?,
-    };
-    let allow: Vec<String> = file
-        .allow_outbound
-        .unwrap_or_default()
+    let Resolved {
+        limits,
+        engine: engine_config,
+        listen,
+        allow_outbound,
+    } = args.run.resolve(logging, None)?;
+    let allow: Vec<String> = allow_outbound
         .into_iter()
         .chain(args.allow_outbound)
         .collect();

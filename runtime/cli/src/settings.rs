@@ -47,16 +47,87 @@ impl ServeFile {
     }
 
     fn parse(text: &str) -> anyhow::Result<Self> {
-        // toml's messages span several lines; keep the first for a one-line error.
-        toml::from_str(text).map_err(|err| {
-            let message = err.message().to_string();
-            match err.span() {
-                Some(span) => {
-                    let line = text[..span.start].matches('\n').count() + 1;
-                    anyhow::anyhow!("line {line}: {message}")
-                }
-                None => anyhow::anyhow!(message),
+        parse_toml(text)
+    }
+}
+
+/// Parses TOML into `T` with a one-line error naming the line (toml's own
+/// messages span several lines).
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
+    toml::from_str(text).map_err(|err| {
+        let message = err.message().to_string();
+        match err.span() {
+            Some(span) => {
+                let line = text[..span.start].matches('\n').count() + 1;
+                anyhow::anyhow!("line {line}: {message}")
             }
+            None => anyhow::anyhow!(message),
+        }
+    })
+}
+
+/// Flags shared by the commands that run a gateway (`serve`, `up`).
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Address of the HTTP gateway [default: 127.0.0.1:8080].
+    #[arg(long, short, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// TOML configuration file; flags override its settings.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log one line per request (method, path, status, latency, guest time).
+    #[arg(long)]
+    pub access_log: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Settings resolved from built-in defaults, the file and the flags.
+pub struct Resolved {
+    /// Request and instance limits.
+    pub limits: Limits,
+    /// Engine configuration.
+    pub engine: EngineConfig,
+    /// Where the gateway listens.
+    pub listen: SocketAddr,
+    /// Outbound hosts the file allows (`serve` adds its flags).
+    pub allow_outbound: Vec<String>,
+}
+
+impl RunArgs {
+    /// Reads the config file, installs logging, and merges everything.
+    /// `cache_dir` replaces the default compile-cache location unless the
+    /// file or a flag names one.
+    pub fn resolve(
+        &self,
+        logging: &crate::logging::LoggingArgs,
+        cache_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Resolved> {
+        let file = match &self.config {
+            Some(path) => ServeFile::read(path)?,
+            None => ServeFile::default(),
+        };
+        crate::logging::init(logging, self.access_log || file.access_log.unwrap_or(false))?;
+        let mut limits = file.limits;
+        self.limits.apply(&mut limits);
+        let mut engine = file.engine;
+        if let Some(dir) = cache_dir
+            && engine.cache_dir == cloudware_engine::default_cache_dir()
+        {
+            engine.cache_dir = Some(dir);
+        }
+        self.engine.apply(&mut engine);
+        let listen = match (self.listen, file.listen) {
+            (Some(addr), _) | (None, Some(addr)) => addr,
+            (None, None) => DEFAULT_LISTEN.parse().context("default listen address")?,
+        };
+        Ok(Resolved {
+            limits,
+            engine,
+            listen,
+            allow_outbound: file.allow_outbound.unwrap_or_default(),
         })
     }
 }

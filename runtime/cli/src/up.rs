@@ -5,8 +5,8 @@
 //! to `DATA_DIR/admin.token` (mode 0600); only its hash is stored.
 //! Everything survives a restart.
 
-use crate::logging::{self, LoggingArgs};
-use crate::settings::{EngineArgs, LimitArgs, ServeFile};
+use crate::logging::LoggingArgs;
+use crate::settings::{Resolved, RunArgs};
 use anyhow::Context;
 use clap::Args;
 use cloudware_api::{ApiContext, ApiLimits};
@@ -33,34 +33,18 @@ pub struct UpArgs {
     /// Where the node keeps its state [default: ~/.local/share/cloudware].
     #[arg(long, value_name = "DIR", env = "CLOUDWARE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address of the HTTP gateway [default: 127.0.0.1:8080].
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
     /// Address of the admin API [default: 127.0.0.1:8081].
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
-    /// TOML configuration file (`listen`, `[limits]`, `[engine]`, as for `serve`).
-    #[arg(long, short, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Log one line per gateway request.
-    #[arg(long)]
-    pub access_log: bool,
     /// Largest package `cloudware push` accepts (e.g. `64MiB`).
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub max_package_size: bytesize::ByteSize,
     #[command(flatten)]
-    pub limits: LimitArgs,
-    #[command(flatten)]
-    pub engine: EngineArgs,
+    pub run: RunArgs,
 }
 
 /// Runs a node until SIGINT or SIGTERM.
 pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
-    let file = match &args.config {
-        Some(path) => ServeFile::read(path)?,
-        None => ServeFile::default(),
-    };
-    logging::init(logging, args.access_log || file.access_log.unwrap_or(false))?;
     let data_dir = match args.data_dir.clone() {
         Some(dir) => dir,
         None => default_data_dir().context("no --data-dir given and no home directory")?,
@@ -71,17 +55,12 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
         .create(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
 
-    let mut limits = file.limits;
-    args.limits.apply(&mut limits);
-    let mut engine_config = file.engine;
-    if args.engine.cache_dir.is_none() && !args.engine.no_cache {
-        engine_config.cache_dir = Some(data_dir.join("compiled"));
-    }
-    args.engine.apply(&mut engine_config);
-    let listen = match (args.listen, file.listen) {
-        (Some(addr), _) | (None, Some(addr)) => addr,
-        (None, None) => crate::settings::DEFAULT_LISTEN.parse()?,
-    };
+    let Resolved {
+        limits,
+        engine: engine_config,
+        listen,
+        ..
+    } = args.run.resolve(logging, Some(data_dir.join("compiled")))?;
     let admin_listen = match args.admin_listen {
         Some(addr) => addr,
         None => DEFAULT_ADMIN_LISTEN.parse()?,

@@ -162,35 +162,18 @@ impl Metrics {
             .entry(labels.clone())
             .or_insert_with(|| Arc::new(Window::new()))
             .clone();
+        let owner = TenantLabels {
+            tenant: tenant.to_string(),
+        };
         AppRecorder {
             inner: Arc::new(RecorderInner {
                 requests: self.app_requests.get_or_create(&labels).clone(),
                 errors: self.app_errors.get_or_create(&labels).clone(),
                 latency: self.app_latency.get_or_create(&labels).clone(),
-                tenant_requests: self
-                    .tenant_requests
-                    .get_or_create(&TenantLabels {
-                        tenant: tenant.to_string(),
-                    })
-                    .clone(),
-                tenant_guest_seconds: self
-                    .tenant_guest_seconds
-                    .get_or_create(&TenantLabels {
-                        tenant: tenant.to_string(),
-                    })
-                    .clone(),
-                tenant_wall_seconds: self
-                    .tenant_wall_seconds
-                    .get_or_create(&TenantLabels {
-                        tenant: tenant.to_string(),
-                    })
-                    .clone(),
-                tenant_peak_memory: self
-                    .tenant_peak_memory
-                    .get_or_create(&TenantLabels {
-                        tenant: tenant.to_string(),
-                    })
-                    .clone(),
+                tenant_requests: self.tenant_requests.get_or_create(&owner).clone(),
+                tenant_guest_seconds: self.tenant_guest_seconds.get_or_create(&owner).clone(),
+                tenant_wall_seconds: self.tenant_wall_seconds.get_or_create(&owner).clone(),
+                tenant_peak_memory: self.tenant_peak_memory.get_or_create(&owner).clone(),
                 window,
             }),
         }

@@ -134,10 +134,7 @@ pub async fn list(
     Tenant(requested): Tenant,
 ) -> Result<Json<Vec<DeploymentInfo>>, ApiError> {
     principal.require(Action::Read)?;
-    let scope = match (principal.sees_all(), requested) {
-        (true, None) => None,
-        (_, requested) => Some(principal.tenant_for(requested.as_deref())?),
-    };
+    let scope = principal.scope(requested.as_deref())?;
     let apps = context.control.read(|state| {
         let summary = |app: &App| {
             let shown = app.current_deployment().or_else(|| app.history.last())?;

@@ -110,10 +110,7 @@ pub async fn list(
     Tenant(requested): Tenant,
 ) -> Result<Json<Vec<PackageInfo>>, ApiError> {
     principal.require(Action::Read)?;
-    let scope = match (principal.sees_all(), requested) {
-        (true, None) => None,
-        (_, requested) => Some(principal.tenant_for(requested.as_deref())?),
-    };
+    let scope = principal.scope(requested.as_deref())?;
     let packages = context.control.read(|state| {
         let info = |p: &Package| PackageInfo {
             digest: p.digest.clone(),

@@ -37,10 +37,7 @@ pub async fn all(
     Tenant(requested): Tenant,
 ) -> Result<Json<Vec<AppStatus>>, ApiError> {
     principal.require(Action::Read)?;
-    let scope = match (principal.sees_all(), requested) {
-        (true, None) => None,
-        (_, requested) => Some(principal.tenant_for(requested.as_deref())?),
-    };
+    let scope = principal.scope(requested.as_deref())?;
     let apps: Vec<(String, String)> = context.control.read(|state| {
         state
             .apps()

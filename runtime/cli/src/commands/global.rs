@@ -78,17 +78,7 @@ impl CliFile {
     }
 
     fn parse(text: &str) -> anyhow::Result<Self> {
-        // toml's messages span several lines; keep the first for a one-line error.
-        toml::from_str(text).map_err(|err| {
-            let message = err.message().to_string();
-            match err.span() {
-                Some(span) => {
-                    let line = text[..span.start].matches('\n').count() + 1;
-                    anyhow::anyhow!("line {line}: {message}")
-                }
-                None => anyhow::anyhow!(message),
-            }
-        })
+        crate::settings::parse_toml(text)
     }
 }
 
