@@ -85,7 +85,8 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
             metrics.clone(),
             router.clone(),
         );
-        let reconciling = reconciler.spawn();
+        // Load and route every current app before announcing the gateway.
+        let reconciling = reconciler.start().await;
 
         let first_token = ensure_operator_token(&control, &data_dir).await?;
 

@@ -17,7 +17,7 @@ use cloudware_engine::{
 };
 use cloudware_gateway::{Router, Target};
 use cloudware_metrics::Metrics;
-use cloudware_state::{Command, Deployment, RouteTarget, RoutingTable};
+use cloudware_state::{Command, Deployment, DeploymentLimits, RouteTarget, RoutingTable};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -111,17 +111,17 @@ impl Reconciler {
         })
     }
 
-    /// Reconciles now and after every applied command, until the control
-    /// plane stops.
-    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
+    /// Reconciles once — so the current apps are loaded and routed when
+    /// this returns — then again after every applied command, in a
+    /// background task, until the control plane stops.
+    pub async fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let mut applied = self.control.subscribe();
+        applied.mark_unchanged();
+        self.reconcile_once().await;
+        let this = self.clone();
         tokio::spawn(async move {
-            loop {
+            while applied.changed().await.is_ok() {
                 this.reconcile_once().await;
-                if applied.changed().await.is_err() {
-                    break;
-                }
             }
         })
     }
@@ -186,7 +186,18 @@ impl Reconciler {
     /// Compiles and probes a pending deployment, then records the verdict.
     async fn activate(&self, tenant: &str, app: &str, deployment: &Deployment) {
         let verdict = match self.component(&deployment.package).await {
-            Ok(component) => probe(&component, deployment).await,
+            Ok(component) => {
+                // The probe runs as the version will: its own limits and
+                // grants, on one instance of its own.
+                match self.settings(
+                    &deployment.limits,
+                    &deployment.allow_outbound,
+                    InstanceQuota::new(1),
+                ) {
+                    Ok(settings) => probe(&component.with_settings(settings), deployment).await,
+                    Err(reason) => Err(reason),
+                }
+            }
             Err(reason) => Err(reason),
         };
         let command = match verdict {
@@ -280,9 +291,6 @@ impl Reconciler {
     /// The ready target of one current deployment.
     async fn target(&self, route: &RouteTarget) -> Result<Target, String> {
         let component = self.component(&route.package).await?;
-        let defaults = ComponentSettings::defaults(&self.engine);
-        let outbound =
-            OutboundPolicy::allow(&route.allow_outbound).map_err(|err| err.to_string())?;
         let quota = self
             .quotas
             .lock()
@@ -291,18 +299,30 @@ impl Reconciler {
             .or_insert_with(|| InstanceQuota::new(route.scale.instances))
             .clone();
         quota.set_limit(route.scale.instances);
-        let settings = ComponentSettings {
-            request_timeout: route
-                .limits
-                .timeout_ms
-                .map_or(defaults.request_timeout, Duration::from_millis),
-            max_memory: route.limits.memory_bytes.unwrap_or(defaults.max_memory),
-            outbound,
-            quota,
-        };
+        let settings = self.settings(&route.limits, &route.allow_outbound, quota)?;
         Ok(Target {
             component: component.with_settings(settings),
             recorder: Some(self.metrics.app(&route.tenant, &route.app)),
+        })
+    }
+
+    /// How a deployment's component runs: its limits (node defaults where
+    /// it sets none), its outbound grants, and `quota`.
+    fn settings(
+        &self,
+        limits: &DeploymentLimits,
+        allow_outbound: &[String],
+        quota: InstanceQuota,
+    ) -> Result<ComponentSettings, String> {
+        let defaults = ComponentSettings::defaults(&self.engine);
+        let outbound = OutboundPolicy::allow(allow_outbound).map_err(|err| err.to_string())?;
+        Ok(ComponentSettings {
+            request_timeout: limits
+                .timeout_ms
+                .map_or(defaults.request_timeout, Duration::from_millis),
+            max_memory: limits.memory_bytes.unwrap_or(defaults.max_memory),
+            outbound,
+            quota,
         })
     }
 }

@@ -46,7 +46,7 @@ async fn node() -> Node {
         Arc::new(Metrics::new()),
         router.clone(),
     );
-    reconciler.spawn();
+    reconciler.start().await;
     control
         .propose(Command::CreateTenant {
             name: "acme".into(),

@@ -177,8 +177,13 @@ fn ensure_not_failed(deployment: &wire::DeploymentInfo) -> anyhow::Result<()> {
 }
 
 fn render_deployed(deployment: &wire::DeploymentInfo) -> String {
+    let outcome = if deployment.status == "superseded" {
+        "was superseded by a newer version before it went live"
+    } else {
+        "is live"
+    };
     let mut text = format!(
-        "{} version {} is live ({})\n",
+        "{} version {} {outcome} ({})\n",
         deployment.app,
         deployment.version,
         table::short_digest(&deployment.package)
