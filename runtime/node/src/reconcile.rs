@@ -299,6 +299,7 @@ impl Reconciler {
             .or_insert_with(|| InstanceQuota::new(route.scale.instances))
             .clone();
         quota.set_limit(route.scale.instances);
+        quota.set_reserved(&self.engine, route.scale.min_warm);
         let settings = self.settings(&route.limits, &route.allow_outbound, quota)?;
         Ok(Target {
             component: component.with_settings(settings),

@@ -266,29 +266,30 @@ impl HttpComponent {
         }
     }
 
-    /// Takes a permit from the app's quota, then a slot of the engine's
-    /// pool, waiting at most `queue_timeout` for both.
+    /// Takes a permit from the app's quota, then an instance slot (one
+    /// reserved for the app if free, else one of the engine's pool), waiting
+    /// at most `queue_timeout` for both.
     async fn admit(&self, queue_timeout: Duration) -> Result<Permits, HandleError> {
-        let quota = self.inner.settings.quota.semaphore().clone();
+        let quota = &self.inner.settings.quota;
         let slots = self.inner.engine.slots().clone();
-        if let (Ok(app), Ok(slot)) = (
-            quota.clone().try_acquire_owned(),
-            slots.clone().try_acquire_owned(),
-        ) {
-            return Ok(Permits {
-                _app: app,
-                _slot: slot,
-            });
-        }
-        let both = async {
-            let app = quota.acquire_owned().await?;
-            let slot = slots.acquire_owned().await?;
+        let admitted = async {
+            let app = match quota.semaphore().clone().try_acquire_owned() {
+                Ok(app) => app,
+                Err(_) => quota.semaphore().clone().acquire_owned().await?,
+            };
+            let slot = match quota.try_reserved_slot() {
+                Some(slot) => slot,
+                None => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => slot,
+                    Err(_) => slots.acquire_owned().await?,
+                },
+            };
             Ok::<_, tokio::sync::AcquireError>(Permits {
                 _app: app,
                 _slot: slot,
             })
         };
-        match tokio::time::timeout(queue_timeout, both).await {
+        match tokio::time::timeout(queue_timeout, admitted).await {
             Ok(Ok(permits)) => Ok(permits),
             _ => Err(HandleError::Overloaded(queue_timeout)),
         }

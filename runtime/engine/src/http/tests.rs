@@ -178,3 +178,54 @@ async fn peak_memory_is_recorded() {
     // At least the initial linear memory (one 64 KiB page or more).
     assert!(stats.peak_memory() >= 64 * 1024, "{}", stats.peak_memory());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reserved_slots_keep_an_app_running_on_a_busy_node() {
+    let engine = engine(Limits {
+        max_concurrent_instances: 2,
+        request_timeout: Duration::from_secs(2),
+        ..small_limits()
+    });
+    let hostile = engine
+        .load_file(cloudware_test_artifacts::HOSTILE.as_ref())
+        .expect("load");
+    let app = |quota: InstanceQuota| {
+        hostile.with_settings(ComponentSettings {
+            quota,
+            ..ComponentSettings::defaults(&engine)
+        })
+    };
+    let reserved = InstanceQuota::new(4);
+    reserved.set_reserved(&engine, 1);
+    assert_eq!(reserved.reserved(), 1);
+    let a = app(reserved.clone());
+    let b = app(InstanceQuota::new(4));
+
+    // B fills what is left of the pool: one slot.
+    let sleeper = {
+        let b = b.clone();
+        tokio::spawn(async move { b.handle(get("/sleep"), Default::default()).await })
+    };
+    for _ in 0..200 {
+        if b.busy_instances() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let err = b
+        .handle(get("/ok"), Default::default())
+        .await
+        .expect_err("the pool's only unreserved slot is taken");
+    assert_eq!(err.kind(), "overloaded");
+    // A still runs, on its reserved slot.
+    let response = a
+        .handle(get("/ok"), Default::default())
+        .await
+        .expect("reserved slot");
+    assert_eq!(text(response).await, "ok");
+    sleeper.abort();
+
+    // Giving the reservation back returns the slot to the pool.
+    reserved.set_reserved(&engine, 0);
+    assert_eq!(reserved.reserved(), 0);
+}
