@@ -2,12 +2,14 @@
 //! store and instance per request, admission control, deadlines and limits.
 
 mod error;
+mod guest_log;
 mod outbound;
 mod quota;
 mod response;
 mod state;
 
 pub use error::{DeadlineExceeded, HandleError};
+pub use guest_log::GUEST_LOG_TARGET;
 pub use outbound::{InvalidAllowEntry, OutboundPolicy};
 pub use quota::InstanceQuota;
 pub use response::{BodyError, HOLD_BACK_BYTES, HOLD_BACK_WINDOW, ResponseBody};
@@ -44,6 +46,8 @@ struct Inner {
     digest: Digest,
     pre: ProxyPre<RequestState>,
     interfaces: Arc<Interfaces>,
+    /// Names the component in its guest's log lines.
+    log_name: Arc<str>,
     settings: ComponentSettings,
 }
 
@@ -112,6 +116,7 @@ impl HttpComponent {
                 digest,
                 pre,
                 interfaces: Arc::new(interfaces),
+                log_name: Arc::from(digest.to_string()),
                 settings,
             }),
         })
@@ -132,6 +137,7 @@ impl HttpComponent {
                 digest: self.inner.digest,
                 pre: self.inner.pre.clone(),
                 interfaces: self.inner.interfaces.clone(),
+                log_name: self.inner.log_name.clone(),
                 settings,
             }),
         }
@@ -182,6 +188,7 @@ impl HttpComponent {
             limits.max_table_elements as usize,
             deadline,
             settings.outbound.clone(),
+            &self.inner.log_name,
         );
         let mut store = Store::new(self.inner.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limits);

@@ -2,7 +2,9 @@
 //! preopens, no environment, no sockets), the resource table, the memory and
 //! table limits, the deadline, and the outbound HTTP hooks.
 
+use super::guest_log::GuestLog;
 use super::outbound::OutboundPolicy;
+use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
@@ -28,8 +30,11 @@ impl RequestState {
         max_table_elements: usize,
         deadline: Instant,
         outbound: OutboundPolicy,
+        log_name: &Arc<str>,
     ) -> Self {
         let wasi = WasiCtx::builder()
+            .stdout(GuestLog::new("stdout", log_name.clone()))
+            .stderr(GuestLog::new("stderr", log_name.clone()))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
