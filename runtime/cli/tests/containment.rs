@@ -115,8 +115,14 @@ async fn a_panic_is_a_500() {
     expect_failure(&server, "/panic", 500, "trapped", quick()).await;
     // The guest's panic message reaches the log, attributed to the guest.
     let logs = server.wait_for_stderr("boom");
-    let line = logs.lines().find(|l| l.contains("boom")).unwrap_or_default();
-    assert!(line.contains("cloudware::guest") && line.contains("stderr"), "{line}");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("boom"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("cloudware::guest") && line.contains("stderr"),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
