@@ -13,6 +13,7 @@ use crate::{ApiContext, now_ms};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
+use cloudware_node::PutError;
 use cloudware_state::{Command, Outcome, Package, PackageRegistration};
 use futures::TryStreamExt;
 use http::{HeaderMap, StatusCode};
@@ -38,11 +39,19 @@ pub async fn push(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let upload = body.into_data_stream().map_err(|err| err.to_string());
-    let stored = context
+    let mut upload = body.into_data_stream().map_err(|err| err.to_string());
+    let stored = match context
         .packages
-        .put(upload, declared, context.limits.max_package_size)
-        .await?;
+        .put(&mut upload, declared, context.limits.max_package_size)
+        .await
+    {
+        Ok(stored) => stored,
+        Err(err @ PutError::TooLarge { .. }) => {
+            drain(&mut upload).await;
+            return Err(err.into());
+        }
+        Err(err) => return Err(err.into()),
+    };
 
     let bytes = context
         .packages
@@ -100,6 +109,29 @@ pub async fn push(
             existed: already,
         }),
     ))
+}
+
+/// At most this much of a refused upload is read and discarded.
+const DRAIN_BYTES: u64 = 256 * 1024 * 1024;
+/// For at most this long.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and discards what is left of a refused upload (bounded in bytes
+/// and time), so that the client finishes sending and reads the refusal
+/// instead of running into a closed connection.
+async fn drain<S>(upload: &mut S)
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, String>> + Unpin,
+{
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut drained = 0u64;
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, upload.next()).await {
+        drained += chunk.len() as u64;
+        if drained > DRAIN_BYTES {
+            break;
+        }
+    }
 }
 
 /// `GET /v1/packages`: the tenant's packages (every package for operators
