@@ -138,11 +138,6 @@ impl Engine {
         &self.inner.limits
     }
 
-    /// Instances running now, across every component.
-    pub fn busy_instances(&self) -> usize {
-        self.inner.limits.max_concurrent_instances as usize - self.inner.slots.available_permits()
-    }
-
     pub(crate) fn slots(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.inner.slots
     }

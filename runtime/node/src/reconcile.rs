@@ -84,6 +84,8 @@ pub struct Reconciler {
     router: Arc<NodeRouter>,
     /// Compiled components by package digest.
     loaded: Mutex<HashMap<Digest, HttpComponent>>,
+    /// Held while a package is compiled, so concurrent passes compile it once.
+    loading: tokio::sync::Mutex<()>,
     /// Instance quotas by (tenant, app); shared by all versions of an app.
     quotas: Mutex<HashMap<(String, String), InstanceQuota>>,
     /// Pending deployments being compiled and probed: (tenant, app, version).
@@ -106,6 +108,7 @@ impl Reconciler {
             metrics,
             router,
             loaded: Mutex::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
             quotas: Mutex::new(HashMap::new()),
             activating: Mutex::new(HashSet::new()),
         })
@@ -177,6 +180,34 @@ impl Reconciler {
             .unwrap_or_default()
     }
 
+    /// The load of every app this node routes, for the metrics.
+    pub fn app_loads(&self) -> Vec<(String, String, AppLoad)> {
+        self.quotas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|((tenant, app), quota)| {
+                let load = AppLoad {
+                    busy: quota.busy(),
+                    instances: quota.limit(),
+                };
+                (tenant.clone(), app.clone(), load)
+            })
+            .collect()
+    }
+
+    /// Keeps an already compiled component (e.g. one the admin API just
+    /// validated), so its deployment does not load it again.
+    pub fn remember(&self, component: &HttpComponent) {
+        self.lock_loaded()
+            .entry(component.digest())
+            .or_insert_with(|| component.clone());
+    }
+
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, HttpComponent>> {
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn lock_activating(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String, u32)>> {
         self.activating
             .lock()
@@ -238,12 +269,11 @@ impl Reconciler {
         let digest: Digest = digest
             .parse()
             .map_err(|err| format!("bad package digest {digest}: {err}"))?;
-        if let Some(component) = self
-            .loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&digest)
-        {
+        if let Some(component) = self.lock_loaded().get(&digest) {
+            return Ok(component.clone());
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(component) = self.lock_loaded().get(&digest) {
             return Ok(component.clone());
         }
         let bytes = self
@@ -256,10 +286,7 @@ impl Reconciler {
             .await
             .map_err(|err| format!("compiling {digest} failed: {err}"))?
             .map_err(|err| format!("package {digest} cannot run: {err}"))?;
-        self.loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(digest, component.clone());
+        self.lock_loaded().insert(digest, component.clone());
         Ok(component)
     }
 

@@ -76,6 +76,7 @@ pub async fn push(
             )));
         }
     };
+    context.reconciler.remember(&component);
     let interfaces = component.interfaces().clone();
     let outcome = context
         .control

@@ -21,6 +21,11 @@ pub async fn metrics(
     principal: Principal,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Action::Administer)?;
+    for (tenant, app, load) in context.reconciler.app_loads() {
+        context
+            .metrics
+            .set_instances(&tenant, &app, u64::from(load.busy));
+    }
     Ok((
         [(
             http::header::CONTENT_TYPE,
