@@ -49,11 +49,58 @@ struct Component {
 const WORKSPACES: &[Workspace] = &[
     Workspace {
         dir: "cloudware-examples",
-        components: &[Component {
-            constant: "HELLO",
-            name: "hello",
-            file: "hello",
-        }],
+        components: &[
+            Component {
+                constant: "HELLO",
+                name: "hello",
+                file: "hello",
+            },
+            Component {
+                constant: "KV_COUNTER",
+                name: "kv-counter",
+                file: "kv_counter",
+            },
+            Component {
+                constant: "CONFIG_GREETING",
+                name: "config-greeting",
+                file: "config_greeting",
+            },
+            Component {
+                constant: "OUTBOUND_FETCH",
+                name: "outbound-fetch",
+                file: "outbound_fetch",
+            },
+            Component {
+                constant: "ORDERS_SERVICE",
+                name: "orders-service",
+                file: "orders_service",
+            },
+            Component {
+                constant: "ORDERS_CLIENT",
+                name: "orders-client",
+                file: "orders_client",
+            },
+            Component {
+                constant: "QUEUE_PRODUCER",
+                name: "queue-producer",
+                file: "queue_producer",
+            },
+            Component {
+                constant: "QUEUE_WORKER",
+                name: "queue-worker",
+                file: "queue_worker",
+            },
+            Component {
+                constant: "PUBSUB_PUBLISHER",
+                name: "pubsub-publisher",
+                file: "pubsub_publisher",
+            },
+            Component {
+                constant: "PUBSUB_SUBSCRIBER",
+                name: "pubsub-subscriber",
+                file: "pubsub_subscriber",
+            },
+        ],
     },
     Workspace {
         dir: "tests/programs",
@@ -72,6 +119,26 @@ const WORKSPACES: &[Workspace] = &[
                 constant: "WSTD_HELLO",
                 name: "wstd-hello",
                 file: "wstd_hello",
+            },
+            Component {
+                constant: "KV_GUEST",
+                name: "kv-guest",
+                file: "kv_guest",
+            },
+            Component {
+                constant: "SVC_ECHO",
+                name: "svc-echo",
+                file: "svc_echo",
+            },
+            Component {
+                constant: "SVC_CALLER",
+                name: "svc-caller",
+                file: "svc_caller",
+            },
+            Component {
+                constant: "SVC_WRONG",
+                name: "svc-wrong",
+                file: "svc_wrong",
             },
         ],
     },

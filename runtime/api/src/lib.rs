@@ -40,6 +40,8 @@ pub struct ApiContext {
     pub router: Arc<NodeRouter>,
     /// Limits of the API itself.
     pub limits: ApiLimits,
+    /// The platform's public key (PEM) signing partner API replies.
+    pub partner_public_key: String,
 }
 
 /// Limits of the admin API.
@@ -65,7 +67,7 @@ impl Default for ApiLimits {
 
 /// The API's routes.
 pub fn router(context: Arc<ApiContext>) -> Router {
-    use handlers::{apps, packages, status, tenants, tokens};
+    use handlers::{apps, packages, partners, queues, status, tenants, tokens};
     Router::new()
         .route("/openapi.json", get(openapi::document))
         .route("/v1/health", get(status::health))
@@ -81,6 +83,12 @@ pub fn router(context: Arc<ApiContext>) -> Router {
         )
         .route("/v1/apps/{app}/rollback", post(apps::rollback))
         .route("/v1/apps/{app}/scale", put(apps::scale))
+        .route("/v1/partners", post(partners::create).get(partners::list))
+        .route("/v1/partners/platform-key", get(partners::platform_key))
+        .route("/v1/partners/{app_id}", delete(partners::remove))
+        .route("/v1/queues", get(queues::list))
+        .route("/v1/queues/{queue}/dead-letters", get(queues::dead_letters))
+        .route("/v1/queues/{queue}/replay", post(queues::replay))
         .route("/v1/status", get(status::all))
         .route("/v1/apps/{app}/status", get(status::one))
         .fallback(handlers::not_found)

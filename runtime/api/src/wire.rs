@@ -126,6 +126,10 @@ pub struct CreateDeployment {
     /// Configuration values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
+    /// Capability grants by capability: `keyvalue`, `queues`, `topics`,
+    /// `secrets` (sealed at once, never shown back), `services`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capabilities: BTreeMap<String, serde_json::Value>,
 }
 
 /// One version of an app.
@@ -197,4 +201,99 @@ pub struct AppStatus {
     pub p50_ms: f64,
     /// 99th percentile latency in milliseconds over the last minute.
     pub p99_ms: f64,
+}
+
+/// `POST /v1/partners`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePartner {
+    /// A name for people.
+    pub name: String,
+    /// The partner's RSA public key: PEM (PKCS#8 or PKCS#1) or base64 DER.
+    pub public_key: String,
+    /// The methods it may call, `APP.FUNCTION`.
+    pub methods: Vec<String>,
+}
+
+/// A registered partner.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerInfo {
+    /// Its id: the `app_id` of its requests.
+    pub app_id: String,
+    /// The tenant whose apps it calls.
+    pub tenant: String,
+    /// Its name.
+    pub name: String,
+    /// The methods it may call.
+    pub methods: Vec<String>,
+    /// When it was registered (unix milliseconds).
+    pub created_at: u64,
+    /// The platform's public key (PEM) that signs the replies.
+    pub platform_public_key: String,
+}
+
+/// `GET /v1/partners/platform-key`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformKey {
+    /// PEM.
+    pub public_key: String,
+}
+
+/// One queue (or a subscription's backlog, named `TOPIC@SUBSCRIBER`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueInfo {
+    /// The owning tenant.
+    pub tenant: String,
+    /// The queue's name.
+    pub queue: String,
+    /// Messages stored: ready, delayed or in flight.
+    pub depth: u64,
+    /// Ready for delivery now.
+    pub ready: u64,
+    /// Waiting for a retry.
+    pub delayed: u64,
+    /// Being handled.
+    pub in_flight: u64,
+    /// Dead letters.
+    pub dead: u64,
+    /// Messages ever accepted.
+    pub sent_total: u64,
+}
+
+/// A dead letter.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterInfo {
+    /// The message id.
+    pub id: u64,
+    /// The payload (UTF-8, lossy).
+    pub payload: String,
+    /// Its attributes.
+    pub attributes: Vec<(String, String)>,
+    /// Failed deliveries.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: String,
+    /// When it was dead-lettered (unix milliseconds).
+    pub dead_at: u64,
+}
+
+/// `POST /v1/queues/{queue}/replay`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Replay {
+    /// The dead letters to replay; all if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<u64>>,
+}
+
+/// What a replay did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Replayed {
+    /// Messages moved back into the queue.
+    pub replayed: usize,
 }

@@ -30,6 +30,7 @@ pub fn run(args: ServeArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
         engine: engine_config,
         listen,
         allow_outbound,
+        ..
     } = args.run.resolve(logging, None)?;
     let allow: Vec<String> = allow_outbound
         .into_iter()

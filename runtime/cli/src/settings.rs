@@ -27,6 +27,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// [engine]
 /// pooling = true
 /// cache_dir = "/var/cache/cloudware"
+///
+/// # `cloudware up` only: where key-value buckets live (default: sled in
+/// # the data directory).
+/// [keyvalue]
+/// backend = "redis"
+/// redis_url = "redis://127.0.0.1:6379/"
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -36,6 +42,7 @@ pub struct ServeFile {
     pub access_log: Option<bool>,
     pub limits: Limits,
     pub engine: EngineConfig,
+    pub keyvalue: cloudware_cap_keyvalue::KvConfig,
 }
 
 impl ServeFile {
@@ -94,6 +101,8 @@ pub struct Resolved {
     pub listen: SocketAddr,
     /// Outbound hosts the file allows (`serve` adds its flags).
     pub allow_outbound: Vec<String>,
+    /// The key-value backend (`up`).
+    pub keyvalue: cloudware_cap_keyvalue::KvConfig,
 }
 
 impl RunArgs {
@@ -128,6 +137,7 @@ impl RunArgs {
             engine,
             listen,
             allow_outbound: file.allow_outbound.unwrap_or_default(),
+            keyvalue: file.keyvalue,
         })
     }
 }

@@ -13,7 +13,8 @@ use cloudware_api::{ApiContext, ApiLimits};
 use cloudware_engine::Engine;
 use cloudware_gateway::{Gateway, GatewayLimits};
 use cloudware_metrics::Metrics;
-use cloudware_node::{ControlPlane, NodeRouter, PackageStore, Reconciler};
+use cloudware_node::partners::{RoutedFunctions, StatePartners};
+use cloudware_node::{ControlPlane, NodeCapabilities, NodeRouter, PackageStore, Reconciler};
 use cloudware_state::Role;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -59,13 +60,18 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
         limits,
         engine: engine_config,
         listen,
+        keyvalue,
         ..
     } = args.run.resolve(logging, Some(data_dir.join("compiled")))?;
     let admin_listen = match args.admin_listen {
         Some(addr) => addr,
         None => DEFAULT_ADMIN_LISTEN.parse()?,
     };
-    let engine = Engine::new(&engine_config, &limits)?;
+    let engine = Engine::with_capabilities(
+        &engine_config,
+        &limits,
+        &NodeCapabilities::engine_capabilities(),
+    )?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,21 +84,42 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
             .context("cannot open the package store")?;
         let metrics = Arc::new(Metrics::new());
         let router = Arc::new(NodeRouter::default());
+        let kv = keyvalue
+            .open(&data_dir)
+            .await
+            .context("cannot open the key-value backend")?;
+        let capabilities = NodeCapabilities::open(&data_dir, Some(kv))
+            .await
+            .map_err(|err| anyhow::anyhow!(err))?;
         let reconciler = Reconciler::new(
             control.clone(),
             engine.clone(),
             packages.clone(),
             metrics.clone(),
             router.clone(),
+            capabilities,
         );
         // Load and route every current app before announcing the gateway.
         let reconciling = reconciler.start().await;
 
         let first_token = ensure_operator_token(&control, &data_dir).await?;
 
+        let platform_key =
+            cloudware_partner::PlatformKey::load_or_create(&data_dir.join("partner-platform.pem"))
+                .context("cannot load the partner API's platform key")?;
+        let partner_public_key = platform_key
+            .public_key_pem()
+            .context("cannot encode the platform key")?;
+        let openapi = Arc::new(cloudware_partner::OpenApi::new(
+            Arc::new(StatePartners::new(control.clone())),
+            Arc::new(RoutedFunctions::new(router.clone())),
+            platform_key,
+            Default::default(),
+        ));
         let gateway = Gateway::bind(listen, router.clone(), GatewayLimits::from_engine(&limits))
             .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+            .with_context(|| format!("cannot listen on {listen}"))?
+            .with_openapi(openapi);
         let admin = tokio::net::TcpListener::bind(admin_listen)
             .await
             .with_context(|| format!("cannot listen on {admin_listen}"))?;
@@ -109,6 +136,7 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
                 max_package_size: args.max_package_size.as_u64(),
                 ..ApiLimits::default()
             },
+            partner_public_key,
         });
 
         let mut stdout = std::io::stdout().lock();

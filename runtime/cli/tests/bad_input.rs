@@ -93,7 +93,7 @@ fn a_component_importing_an_unknown_interface() {
     assert!(!ok);
     assert_one_line_error(
         &stderr,
-        "imports `acme:orders/api@1.0.0`, which this host does not provide",
+        "imports `acme:orders/api@1.0.0`, which is not a platform interface",
     );
 }
 

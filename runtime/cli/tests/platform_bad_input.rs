@@ -271,8 +271,11 @@ fn rejected_uploads_store_nothing() {
         ],
     );
     assert_eq!(code, 5, "{stderr}");
-    assert!(stderr.contains("wasi:http/incoming-handler"), "{stderr}");
-    unchanged("a component without the HTTP handler");
+    assert!(
+        stderr.contains("exports no interface a deployment can run"),
+        "{stderr}"
+    );
+    unchanged("a component that exports no interface");
     // Raw bytes that are not WebAssembly at all, past the CLI's check.
     let reply = common::send_blocking(
         node.admin,

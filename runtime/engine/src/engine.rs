@@ -5,6 +5,7 @@
 //! compiled by it and instantiated from its pooling allocator.
 
 use crate::cache::CompileCache;
+use crate::capability::{Capability, CapabilityIndex};
 use crate::config::{EngineConfig, Limits};
 use crate::http::RequestState;
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub struct Engine {
 struct EngineInner {
     wasmtime: wasmtime::Engine,
     linker: Linker<RequestState>,
+    capabilities: CapabilityIndex,
     cache: Option<CompileCache>,
     limits: Limits,
     allocation: AllocationStrategy,
@@ -67,6 +69,17 @@ impl Engine {
     /// sized from `limits` and falls back, logging why, to on-demand
     /// allocation when the address space cannot be reserved.
     pub fn new(config: &EngineConfig, limits: &Limits) -> Result<Self, EngineError> {
+        Self::with_capabilities(config, limits, &[])
+    }
+
+    /// Builds the engine with host `capabilities` in its linker (see
+    /// [`Engine::new`]). Components may import them only where a
+    /// deployment grants them.
+    pub fn with_capabilities(
+        config: &EngineConfig,
+        limits: &Limits,
+        capabilities: &[Arc<dyn Capability>],
+    ) -> Result<Self, EngineError> {
         limits.validate().map_err(EngineError::InvalidLimits)?;
         let (wasmtime, allocation) = if config.pooling {
             match wasmtime::Engine::new(&wasmtime_config(config, limits, true)) {
@@ -87,7 +100,15 @@ impl Engine {
             (engine, AllocationStrategy::OnDemand)
         };
 
-        let linker = crate::http::linker(&wasmtime).map_err(EngineError::Wasmtime)?;
+        let mut linker = crate::http::linker(&wasmtime).map_err(EngineError::Wasmtime)?;
+        let mut index = CapabilityIndex::default();
+        let builtin: [Arc<dyn Capability>; 1] = [Arc::new(crate::service::ServiceTypes)];
+        for capability in builtin.iter().chain(capabilities) {
+            capability
+                .add_to_linker(&mut linker)
+                .map_err(EngineError::Wasmtime)?;
+            index.add(capability.as_ref());
+        }
         let cache = config.cache_dir.as_deref().and_then(|dir| {
             match CompileCache::open(dir, &wasmtime) {
                 Ok(cache) => Some(cache),
@@ -107,6 +128,7 @@ impl Engine {
             inner: Arc::new(EngineInner {
                 wasmtime,
                 linker,
+                capabilities: index,
                 cache,
                 limits: limits.clone(),
                 allocation,
@@ -126,6 +148,12 @@ impl Engine {
     /// The linker holding every host interface guests may import.
     pub(crate) fn linker(&self) -> &Linker<RequestState> {
         &self.inner.linker
+    }
+
+    /// The capability providing `interface`: its name and whether it is
+    /// always granted.
+    pub fn capability_of(&self, interface: &str) -> Option<(&'static str, bool)> {
+        self.inner.capabilities.provider(interface)
     }
 
     /// The compile cache, if enabled.

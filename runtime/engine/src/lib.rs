@@ -17,17 +17,23 @@
 //! ```
 
 mod cache;
+pub mod capability;
+mod component;
 mod config;
 mod digest;
 mod engine;
 pub mod http;
+mod invoke;
+mod link;
 mod load;
+pub mod service;
 
+pub use capability::{Capability, Grants};
+pub use component::{ComponentSettings, LinkedComponent, RequestStats};
 pub use config::{EngineConfig, Limits, default_cache_dir};
 pub use digest::{Digest, ParseDigestError};
 pub use engine::{AllocationStrategy, Engine, EngineError};
-pub use http::{
-    ComponentSettings, HandleError, HttpComponent, InstanceQuota, OutboundPolicy, RequestStats,
-    ResponseBody,
-};
+pub use http::{HandleError, InstanceQuota, OutboundPolicy, RequestState, ResponseBody};
+pub use invoke::{CallError, CallOrigin, MAX_CALL_DEPTH};
+pub use link::{CompiledComponent, LinkPlan};
 pub use load::{HTTP_HANDLER_INTERFACE, Interfaces, LoadError};

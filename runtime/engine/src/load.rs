@@ -1,13 +1,16 @@
-//! Turning bytes into a servable component: validation, compilation (or a
-//! compile-cache hit) and pre-instantiation against the host's linker.
+//! Turning bytes into a component: validation and compilation (or a
+//! compile-cache hit); [`Engine::load_bytes`] also links it with no grants
+//! and requires the HTTP handler, for serving one component as is.
 //!
 //! Each way a file can be unfit is its own [`LoadError`] with a message a
 //! user can act on.
 
+use crate::component::LinkedComponent;
 use crate::digest::Digest;
 use crate::engine::Engine;
-use crate::http::HttpComponent;
+use crate::link::{CompiledComponent, LinkPlan};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
@@ -38,6 +41,14 @@ pub enum LoadError {
     /// The component is malformed or fails validation.
     #[error("invalid component: {0}")]
     Invalid(String),
+    /// The component exports no interface a deployment can run.
+    #[error(
+        "the component exports no interface a deployment can run (`wasi:http/incoming-handler`, `cloudware:platform/message-handler` or a service interface); it exports: {exports}"
+    )]
+    NothingToRun {
+        /// The names it does export, comma separated.
+        exports: String,
+    },
     /// The component does not export the HTTP handler.
     #[error(
         "the component does not export `wasi:http/incoming-handler@0.2.x`, so it cannot serve HTTP (it exports: {exports})"
@@ -45,6 +56,33 @@ pub enum LoadError {
     MissingHandler {
         /// The names it does export, comma separated.
         exports: String,
+    },
+    /// The component imports a capability its deployment was not granted.
+    #[error(
+        "the component imports `{interface}` (capability `{capability}`), which its deployment was not granted"
+    )]
+    NotGranted {
+        /// The imported interface.
+        interface: String,
+        /// The capability providing it.
+        capability: String,
+    },
+    /// The component imports an interface that is neither WASI, a platform
+    /// capability, nor linked to a service.
+    #[error(
+        "the component imports `{interface}`, which is not a platform interface and is not linked to a service that exports it"
+    )]
+    Unlinked {
+        /// The imported interface.
+        interface: String,
+    },
+    /// A service link does not fit (types differ, not exported, ...).
+    #[error("cannot link `{interface}`: {reason}")]
+    BadLink {
+        /// The imported interface.
+        interface: String,
+        /// What does not fit.
+        reason: String,
     },
     /// The component imports something the host does not provide.
     #[error("the component imports `{interface}`, which this host does not provide")]
@@ -69,19 +107,32 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 impl Engine {
-    /// Reads, validates and prepares the component at `path`.
-    pub fn load_file(&self, path: &Path) -> Result<HttpComponent, LoadError> {
-        let bytes = std::fs::read(path).map_err(|err| match err.kind() {
-            std::io::ErrorKind::NotFound => LoadError::NotFound,
-            _ => LoadError::Read(err),
-        })?;
-        self.load_bytes(&bytes)
+    /// Reads, validates and prepares the HTTP component at `path`, with no
+    /// capabilities granted.
+    pub fn load_file(&self, path: &Path) -> Result<LinkedComponent, LoadError> {
+        self.load_bytes(&read(path)?)
     }
 
-    /// Validates and prepares a component from its bytes. Compiles it, or
-    /// takes the compiled code from the cache when its digest was seen before.
-    /// This is CPU-heavy; call it from a blocking context.
-    pub fn load_bytes(&self, bytes: &[u8]) -> Result<HttpComponent, LoadError> {
+    /// Validates, compiles and links an HTTP component with no
+    /// capabilities granted. CPU-heavy; call it from a blocking context.
+    pub fn load_bytes(&self, bytes: &[u8]) -> Result<LinkedComponent, LoadError> {
+        let compiled = self.compile(bytes)?;
+        let linked = compiled.link(&LinkPlan::default())?;
+        if !linked.is_http() {
+            check_exports(self, &compiled.component)?;
+        }
+        Ok(linked)
+    }
+
+    /// Reads and compiles the component at `path`.
+    pub fn compile_file(&self, path: &Path) -> Result<CompiledComponent, LoadError> {
+        self.compile(&read(path)?)
+    }
+
+    /// Validates and compiles a component from its bytes, or takes the
+    /// compiled code from the cache when its digest was seen before. This
+    /// is CPU-heavy; call it from a blocking context.
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent, LoadError> {
         check_header(bytes)?;
         let digest = Digest::of(bytes);
         let started = Instant::now();
@@ -94,13 +145,7 @@ impl Engine {
                 (component, false)
             }
         };
-        let pre = self
-            .linker()
-            .instantiate_pre(&component)
-            .map_err(|err| unsatisfied_import(&err))?;
-        check_exports(self, &component)?;
         let interfaces = Interfaces::of(self, &component);
-        let component_ready = HttpComponent::new(self.clone(), digest, pre, interfaces)?;
         if !cached
             && let Some(cache) = self.cache()
             && let Err(err) = cache.store(&digest, &component)
@@ -111,10 +156,22 @@ impl Engine {
             %digest,
             cached,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "component ready"
+            "component compiled"
         );
-        Ok(component_ready)
+        Ok(CompiledComponent {
+            engine: self.clone(),
+            digest,
+            component,
+            interfaces: Arc::new(interfaces),
+        })
     }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|err| match err.kind() {
+        std::io::ErrorKind::NotFound => LoadError::NotFound,
+        _ => LoadError::Read(err),
+    })
 }
 
 /// The names a component imports and exports.
@@ -164,7 +221,7 @@ fn check_exports(engine: &Engine, component: &Component) -> Result<(), LoadError
 }
 
 /// Names the import wasmtime could not satisfy, from its error.
-fn unsatisfied_import(err: &wasmtime::Error) -> LoadError {
+pub(crate) fn unsatisfied_import(err: &wasmtime::Error) -> LoadError {
     let detail = format!("{err:#}");
     // wasmtime reports "component imports instance `NAME`, but a matching
     // implementation was not found in the linker"; take the first quoted name.

@@ -5,6 +5,7 @@
 //! time inside the guest.
 
 mod limits;
+mod partner;
 mod router;
 
 pub use limits::{LimitedBody, declared_length};
@@ -55,7 +56,11 @@ pub struct Gateway {
     listener: TcpListener,
     router: Arc<dyn Router>,
     limits: Arc<GatewayLimits>,
+    openapi: Option<Arc<cloudware_partner::OpenApi>>,
 }
+
+/// The path of the partner API on the gateway port.
+pub const OPENAPI_PATH: &str = "/openapi";
 
 impl Gateway {
     /// Binds `addr` (port 0 picks a free port).
@@ -69,7 +74,14 @@ impl Gateway {
             listener,
             router,
             limits: Arc::new(limits),
+            openapi: None,
         })
+    }
+
+    /// Also answers the signed partner API at `POST /openapi`.
+    pub fn with_openapi(mut self, openapi: Arc<cloudware_partner::OpenApi>) -> Self {
+        self.openapi = Some(openapi);
+        self
     }
 
     /// The address actually bound.
@@ -108,8 +120,23 @@ impl Gateway {
             let _ = stream.set_nodelay(true);
             let router = self.router.clone();
             let limits = self.limits.clone();
-            let service =
-                service_fn(move |request| serve_request(router.clone(), limits.clone(), request));
+            let openapi = self.openapi.clone();
+            let service = service_fn(move |request: http::Request<Incoming>| {
+                let router = router.clone();
+                let limits = limits.clone();
+                let openapi = openapi.clone();
+                async move {
+                    match openapi {
+                        Some(openapi)
+                            if request.method() == http::Method::POST
+                                && request.uri().path() == OPENAPI_PATH =>
+                        {
+                            Ok(partner::serve(&openapi, request).await)
+                        }
+                        _ => serve_request(router, limits, request).await,
+                    }
+                }
+            });
             let connection = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .into_owned();

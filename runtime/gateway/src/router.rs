@@ -4,14 +4,14 @@
 //! over its reconciled routing table and swaps that table atomically, so the
 //! gateway never sees a half-updated set of routes.
 
-use cloudware_engine::HttpComponent;
+use cloudware_engine::LinkedComponent;
 use cloudware_metrics::AppRecorder;
 
 /// Where a request goes.
 #[derive(Clone)]
 pub struct Target {
     /// The component that handles it.
-    pub component: HttpComponent,
+    pub component: LinkedComponent,
     /// Where its requests are counted, if anywhere.
     pub recorder: Option<AppRecorder>,
 }
@@ -24,7 +24,7 @@ pub trait Router: Send + Sync + 'static {
 }
 
 /// Serves one component on every host and path (`cloudware serve`).
-pub struct SingleComponent(pub HttpComponent);
+pub struct SingleComponent(pub LinkedComponent);
 
 impl Router for SingleComponent {
     fn route(&self, _host: &str, _path: &str) -> Option<Target> {

@@ -6,10 +6,13 @@
 //! components the state asks for and publishes the routing table the gateway
 //! reads.
 
+pub mod capabilities;
 pub mod control;
 pub mod packages;
+pub mod partners;
 pub mod reconcile;
 
+pub use capabilities::{GrantError, NodeCapabilities};
 pub use control::{ControlPlane, OpenError, ProposeFailure};
 pub use packages::{PackageStore, PutError, StoredPackage};
 pub use reconcile::{AppLoad, NodeRouter, Reconciler};

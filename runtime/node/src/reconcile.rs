@@ -5,19 +5,27 @@
 //!    the compile cache), sends it a health probe, and proposes
 //!    `ActivateDeployment` — or `FailDeployment` with the reason;
 //! 2. rebuilds the routing table from the current deployments, with each
-//!    app's limits, outbound grants, instance quota and metrics, and swaps it
-//!    into the [`NodeRouter`] at once. Requests in flight keep the component
-//!    they started on.
+//!    app's limits, capability grants, service links, instance quota and
+//!    metrics, and swaps it into the [`NodeRouter`] at once. Requests in
+//!    flight keep the component they started on;
+//! 3. starts and stops the queue consumers and topic subscriptions the
+//!    current deployments ask for.
 
+use crate::capabilities::{self, NodeCapabilities};
 use crate::control::{ControlPlane, ProposeFailure};
 use crate::packages::PackageStore;
 use arc_swap::ArcSwap;
+use cloudware_cap_messaging::{ComponentResolver, Consumers};
+use cloudware_engine::service::{ServiceImport, ServiceTarget};
 use cloudware_engine::{
-    ComponentSettings, Digest, Engine, HttpComponent, InstanceQuota, OutboundPolicy,
+    CompiledComponent, ComponentSettings, Digest, Engine, InstanceQuota, LinkPlan, LinkedComponent,
+    OutboundPolicy,
 };
 use cloudware_gateway::{Router, Target};
 use cloudware_metrics::Metrics;
 use cloudware_state::{Command, Deployment, DeploymentLimits, RouteTarget, RoutingTable};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -66,6 +74,43 @@ impl Router for NodeRouter {
     }
 }
 
+impl NodeRouter {
+    /// The current component of `tenant`'s `app`, as published.
+    pub fn component(&self, tenant: &str, app: &str) -> Option<LinkedComponent> {
+        let map = self.current.load();
+        let target = map.targets.get(tenant)?.get(app)?;
+        Some(target.component.clone())
+    }
+}
+
+impl ComponentResolver for NodeRouter {
+    fn resolve(&self, tenant: &str, app: &str) -> Option<LinkedComponent> {
+        self.component(tenant, app)
+    }
+}
+
+/// A linked service: the exporting app's current component at each call.
+struct AppService {
+    router: std::sync::Weak<NodeRouter>,
+    tenant: String,
+    app: String,
+}
+
+impl ServiceTarget for AppService {
+    fn resolve(&self) -> Option<LinkedComponent> {
+        self.router.upgrade()?.component(&self.tenant, &self.app)
+    }
+}
+
+/// What a deployment links with: its package, config and grant sections.
+struct LinkInput<'a> {
+    tenant: &'a str,
+    app: &'a str,
+    package: &'a str,
+    config: &'a BTreeMap<String, String>,
+    capabilities: &'a BTreeMap<String, Value>,
+}
+
 /// Live figures of one app on this node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AppLoad {
@@ -82,8 +127,10 @@ pub struct Reconciler {
     packages: PackageStore,
     metrics: Arc<Metrics>,
     router: Arc<NodeRouter>,
+    capabilities: NodeCapabilities,
+    consumers: Consumers,
     /// Compiled components by package digest.
-    loaded: Mutex<HashMap<Digest, HttpComponent>>,
+    loaded: Mutex<HashMap<Digest, CompiledComponent>>,
     /// Held while a package is compiled, so concurrent passes compile it once.
     loading: tokio::sync::Mutex<()>,
     /// Instance quotas by (tenant, app); shared by all versions of an app.
@@ -100,13 +147,17 @@ impl Reconciler {
         packages: PackageStore,
         metrics: Arc<Metrics>,
         router: Arc<NodeRouter>,
+        capabilities: NodeCapabilities,
     ) -> Arc<Self> {
+        let consumers = Consumers::new(capabilities.bus().clone(), router.clone());
         Arc::new(Reconciler {
             control,
             engine,
             packages,
             metrics,
             router,
+            capabilities,
+            consumers,
             loaded: Mutex::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
             quotas: Mutex::new(HashMap::new()),
@@ -160,6 +211,7 @@ impl Reconciler {
             }
         }
         self.publish(table).await;
+        self.sync_consumers();
         self.router.published.send_if_modified(|published| {
             let newer = index > *published;
             *published = (*published).max(index);
@@ -196,15 +248,20 @@ impl Reconciler {
             .collect()
     }
 
+    /// The node's capabilities (for the admin API's checks).
+    pub fn capabilities(&self) -> &NodeCapabilities {
+        &self.capabilities
+    }
+
     /// Keeps an already compiled component (e.g. one the admin API just
     /// validated), so its deployment does not load it again.
-    pub fn remember(&self, component: &HttpComponent) {
+    pub fn remember(&self, component: &CompiledComponent) {
         self.lock_loaded()
             .entry(component.digest())
             .or_insert_with(|| component.clone());
     }
 
-    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, HttpComponent>> {
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, CompiledComponent>> {
         self.loaded.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -216,7 +273,15 @@ impl Reconciler {
 
     /// Compiles and probes a pending deployment, then records the verdict.
     async fn activate(&self, tenant: &str, app: &str, deployment: &Deployment) {
-        let verdict = match self.component(&deployment.package).await {
+        let input = LinkInput {
+            tenant,
+            app,
+            package: &deployment.package,
+            config: &deployment.config,
+            capabilities: &deployment.capabilities,
+        };
+        let exporters = self.control.read(|state| exporters(&state.routing_table()));
+        let verdict = match self.link(&input, &exporters).await {
             Ok(component) => {
                 // The probe runs as the version will: its own limits and
                 // grants, on one instance of its own.
@@ -265,7 +330,7 @@ impl Reconciler {
     }
 
     /// The compiled component of a package, compiling it on first use.
-    async fn component(&self, digest: &str) -> Result<HttpComponent, String> {
+    async fn component(&self, digest: &str) -> Result<CompiledComponent, String> {
         let digest: Digest = digest
             .parse()
             .map_err(|err| format!("bad package digest {digest}: {err}"))?;
@@ -282,7 +347,7 @@ impl Reconciler {
             .await
             .map_err(|err| format!("package {digest} is not available on this node: {err}"))?;
         let engine = self.engine.clone();
-        let component = tokio::task::spawn_blocking(move || engine.load_bytes(&bytes))
+        let component = tokio::task::spawn_blocking(move || engine.compile(&bytes))
             .await
             .map_err(|err| format!("compiling {digest} failed: {err}"))?
             .map_err(|err| format!("package {digest} cannot run: {err}"))?;
@@ -290,11 +355,63 @@ impl Reconciler {
         Ok(component)
     }
 
+    /// Compiles (or reuses) a deployment's package and links it with its
+    /// grants and services. `exporters` maps (tenant, app) to the package
+    /// of each current deployment.
+    async fn link(
+        &self,
+        input: &LinkInput<'_>,
+        exporters: &HashMap<(String, String), String>,
+    ) -> Result<LinkedComponent, String> {
+        let compiled = self.component(input.package).await?;
+        let grants = self
+            .capabilities
+            .grants(input.tenant, input.app, input.config, input.capabilities)
+            .map_err(|err| err.to_string())?;
+        let mut services = Vec::new();
+        for (interface, exporter) in capabilities::links_of(input.capabilities) {
+            let key = (input.tenant.to_owned(), exporter.clone());
+            let package = exporters.get(&key).ok_or_else(|| {
+                format!(
+                    "`{interface}` is linked to app `{exporter}`, which has no current deployment"
+                )
+            })?;
+            let exporter_component = self.component(package).await?;
+            services.push(ServiceImport {
+                interface,
+                exporter: exporter_component,
+                target: Arc::new(AppService {
+                    router: Arc::downgrade(&self.router),
+                    tenant: input.tenant.to_owned(),
+                    app: exporter,
+                }),
+            });
+        }
+        let plan = LinkPlan { grants, services };
+        compiled.link(&plan).map_err(|err| err.to_string())
+    }
+
+    /// Starts and stops consumers to match the published deployments.
+    fn sync_consumers(&self) {
+        let map = self.router.current.load();
+        let mut consumers = Vec::new();
+        let mut subscriptions = Vec::new();
+        for route in map.table.targets() {
+            let (c, s) =
+                self.capabilities
+                    .consumers(&route.tenant, &route.app, &route.capabilities);
+            consumers.extend(c);
+            subscriptions.extend(s);
+        }
+        self.consumers.sync(consumers, subscriptions);
+    }
+
     /// Builds and swaps in the routing table.
     async fn publish(&self, table: RoutingTable) {
+        let exporters = exporters(&table);
         let mut targets: HashMap<String, HashMap<String, Target>> = HashMap::new();
         for route in table.targets() {
-            match self.target(route).await {
+            match self.target(route, &exporters).await {
                 Ok(target) => {
                     targets
                         .entry(route.tenant.clone())
@@ -316,8 +433,19 @@ impl Reconciler {
     }
 
     /// The ready target of one current deployment.
-    async fn target(&self, route: &RouteTarget) -> Result<Target, String> {
-        let component = self.component(&route.package).await?;
+    async fn target(
+        &self,
+        route: &RouteTarget,
+        exporters: &HashMap<(String, String), String>,
+    ) -> Result<Target, String> {
+        let input = LinkInput {
+            tenant: &route.tenant,
+            app: &route.app,
+            package: &route.package,
+            config: &route.config,
+            capabilities: &route.capabilities,
+        };
+        let component = self.link(&input, exporters).await?;
         let quota = self
             .quotas
             .lock()
@@ -355,10 +483,33 @@ impl Reconciler {
     }
 }
 
-/// Sends a deployment one request; any answer from the guest passes, a
-/// trap, timeout or missing response fails it.
-async fn probe(component: &HttpComponent, deployment: &Deployment) -> Result<(), String> {
+/// The package of every current deployment, by (tenant, app).
+fn exporters(table: &RoutingTable) -> HashMap<(String, String), String> {
+    table
+        .targets()
+        .iter()
+        .map(|t| ((t.tenant.clone(), t.app.clone()), t.package.clone()))
+        .collect()
+}
+
+/// Sends an HTTP deployment one request; any answer from the guest passes,
+/// a trap, timeout or missing response fails it. A component that does not
+/// serve HTTP (a service or consumer) must instantiate, and may not have
+/// routes.
+async fn probe(component: &LinkedComponent, deployment: &Deployment) -> Result<(), String> {
     use http_body_util::BodyExt;
+    if !component.is_http() {
+        if !deployment.routes.is_empty() {
+            return Err(
+                "the component does not export `wasi:http/incoming-handler`, so it cannot have routes"
+                    .into(),
+            );
+        }
+        return component
+            .instantiate_once()
+            .await
+            .map_err(|err| format!("the component does not instantiate: {err:#}"));
+    }
     let route = deployment.routes.first();
     let host = route
         .and_then(|r| r.host.as_deref())

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use cloudware_engine::{Engine, EngineConfig, Limits};
 use cloudware_gateway::Router;
 use cloudware_metrics::Metrics;
-use cloudware_node::{ControlPlane, NodeRouter, PackageStore, Reconciler};
+use cloudware_node::{ControlPlane, NodeCapabilities, NodeRouter, PackageStore, Reconciler};
 use cloudware_state::{Command, DeploymentLimits, Outcome, Route, StatusKind};
 use http_body_util::{BodyExt, Empty};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ async fn node() -> Node {
             .expect("control plane"),
     );
     let store = PackageStore::open(dir.path().join("packages")).expect("store");
-    let engine = Engine::new(
+    let engine = Engine::with_capabilities(
         &EngineConfig {
             cache_dir: None,
             ..EngineConfig::default()
@@ -36,6 +36,7 @@ async fn node() -> Node {
             max_concurrent_instances: 16,
             ..Limits::default()
         },
+        &NodeCapabilities::engine_capabilities(),
     )
     .expect("engine");
     let router = Arc::new(NodeRouter::default());
@@ -45,6 +46,9 @@ async fn node() -> Node {
         store.clone(),
         Arc::new(Metrics::new()),
         router.clone(),
+        NodeCapabilities::open(dir.path(), None)
+            .await
+            .expect("capabilities"),
     );
     reconciler.start().await;
     control
@@ -99,6 +103,7 @@ impl Node {
                 limits: DeploymentLimits::default(),
                 allow_outbound: vec![],
                 config: Default::default(),
+                capabilities: Default::default(),
                 scale: None,
                 by: "tok_test".into(),
                 at: 3,

@@ -120,6 +120,12 @@ pub struct Deployment {
     pub allow_outbound: Vec<String>,
     /// Config values handed to the component.
     pub config: BTreeMap<String, String>,
+    /// What the deployment is granted, per capability (`keyvalue`,
+    /// `queues`, `topics`, `services`, `secrets`, ...): each capability's
+    /// own JSON section, validated by that capability before proposal.
+    /// Secrets are sealed (ciphertext only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capabilities: BTreeMap<String, serde_json::Value>,
     /// When it was created (unix milliseconds, from the command).
     pub created_at: u64,
     /// Id of the token that created it.

@@ -105,6 +105,10 @@ pub enum Command {
         /// Config values handed to the component.
         #[serde(default)]
         config: BTreeMap<String, String>,
+        /// Capability grants, per capability name (see
+        /// [`Deployment::capabilities`](crate::Deployment::capabilities)).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        capabilities: BTreeMap<String, serde_json::Value>,
         /// A new app-level scale, applied at once (the app's scale is not
         /// per version); `None` keeps the app's scale (1 instance for a new app).
         #[serde(default)]
@@ -167,6 +171,18 @@ pub enum Command {
         /// The app's name.
         app: String,
     },
+    /// Registers a partner of a tenant. → [`Outcome::PartnerRegistered`]
+    RegisterPartner {
+        /// The partner.
+        partner: crate::Partner,
+    },
+    /// Removes a tenant's partner. → [`Outcome::PartnerRemoved`]
+    RemovePartner {
+        /// The partner's tenant.
+        tenant: String,
+        /// The partner's id.
+        app_id: String,
+    },
 }
 
 /// What applying a command did.
@@ -218,6 +234,13 @@ pub enum Outcome {
     },
     /// The app was deleted.
     AppDeleted,
+    /// The partner was registered.
+    PartnerRegistered {
+        /// Its id.
+        app_id: String,
+    },
+    /// The partner was removed.
+    PartnerRemoved,
 }
 
 /// What registering a package changed.

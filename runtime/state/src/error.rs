@@ -74,6 +74,34 @@ pub enum CommandError {
         route: String,
     },
 
+    /// A partner registration is malformed.
+    #[error("invalid partner: {reason}")]
+    InvalidPartner {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A partner with this id exists.
+    #[error("a partner with app_id `{app_id}` exists")]
+    PartnerExists {
+        /// The id.
+        app_id: String,
+    },
+    /// No such partner (of this tenant).
+    #[error("no partner with app_id `{app_id}`")]
+    UnknownPartner {
+        /// The id.
+        app_id: String,
+    },
+
+    /// A capability grant is malformed.
+    #[error("invalid grant of capability `{capability}`: {reason}")]
+    InvalidCapability {
+        /// The capability's name.
+        capability: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A deployment limit is zero.
     #[error("the {limit} limit must be greater than 0")]
     ZeroLimit {
@@ -310,6 +338,8 @@ impl CommandError {
             | InvalidPathPrefix { .. }
             | DuplicateRoute { .. }
             | ZeroLimit { .. }
+            | InvalidCapability { .. }
+            | InvalidPartner { .. }
             | InvalidOutbound { .. }
             | InvalidConfigKey { .. }
             | TenantRequired { .. }
@@ -320,8 +350,10 @@ impl CommandError {
             | UnknownToken { .. }
             | UnknownPackage { .. }
             | UnknownApp { .. }
-            | UnknownVersion { .. } => ErrorKind::NotFound,
+            | UnknownVersion { .. }
+            | UnknownPartner { .. } => ErrorKind::NotFound,
             TenantExists { .. }
+            | PartnerExists { .. }
             | TokenExists { .. }
             | SecretInUse
             | PackageMismatch { .. }

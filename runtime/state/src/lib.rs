@@ -52,6 +52,7 @@
 //!         limits: Default::default(),
 //!         allow_outbound: vec![],
 //!         config: Default::default(),
+//!         capabilities: Default::default(),
 //!         scale: None,
 //!         by: "tok_1".into(),
 //!         at: 3,
@@ -82,6 +83,7 @@ mod apps;
 mod command;
 mod error;
 mod packages;
+mod partners;
 mod recent;
 mod routes;
 mod routing;
@@ -101,6 +103,7 @@ pub use apps::{
 pub use command::{Command, Envelope, Outcome, PackageRegistration};
 pub use error::{CommandError, ErrorKind, NameKind, SnapshotError};
 pub use packages::Package;
+pub use partners::{MAX_PARTNER_METHODS, Partner};
 pub use recent::REMEMBERED_REQUESTS;
 pub use routes::Route;
 pub use routing::{RouteTarget, RoutingTable};

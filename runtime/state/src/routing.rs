@@ -41,6 +41,12 @@ pub struct RouteTarget {
     pub allow_outbound: Vec<String>,
     /// Config values handed to the component.
     pub config: BTreeMap<String, String>,
+    /// What the deployment is granted, per capability (`keyvalue`,
+    /// `queues`, `topics`, `services`, `secrets`, ...): each capability's
+    /// own JSON section, validated by that capability before proposal.
+    /// Secrets are sealed (ciphertext only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capabilities: BTreeMap<String, serde_json::Value>,
 }
 
 /// A path prefix and the index of its target.

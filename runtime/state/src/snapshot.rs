@@ -8,6 +8,7 @@
 use crate::apps::{App, Apps};
 use crate::error::SnapshotError;
 use crate::packages::{Package, Packages};
+use crate::partners::{Partner, Partners};
 use crate::recent::{RecentRequests, Remembered};
 use crate::state::State;
 use crate::tenants::{Directory, Tenant, Token};
@@ -31,6 +32,7 @@ struct SnapshotRef<'a> {
     tokens: &'a BTreeMap<String, Token>,
     packages: &'a BTreeMap<String, Package>,
     apps: &'a BTreeMap<String, BTreeMap<String, App>>,
+    partners: &'a BTreeMap<String, Partner>,
     recent_requests: &'a RecentRequests,
 }
 
@@ -40,6 +42,8 @@ struct SnapshotData {
     tokens: BTreeMap<String, Token>,
     packages: BTreeMap<String, Package>,
     apps: BTreeMap<String, BTreeMap<String, App>>,
+    #[serde(default)]
+    partners: BTreeMap<String, Partner>,
     recent_requests: Vec<Remembered>,
 }
 
@@ -53,6 +57,7 @@ impl State {
             tokens: self.directory.tokens_map(),
             packages: self.packages.map(),
             apps: self.apps.map(),
+            partners: self.partners.map(),
             recent_requests: &self.recent,
         })
         .expect("the state has only string map keys, so it always serializes")
@@ -89,6 +94,7 @@ impl State {
             directory: Directory::from_parts(data.tenants, data.tokens)?,
             packages: Packages::from_parts(data.packages)?,
             apps: Apps::from_parts(data.apps)?,
+            partners: Partners::from_parts(data.partners),
             recent: RecentRequests::from_entries(data.recent_requests)?,
         })
     }

@@ -5,6 +5,7 @@ use crate::apps::{App, Apps, Deployment, DeploymentRequest, Scale};
 use crate::command::{Command, Envelope, Outcome};
 use crate::error::CommandError;
 use crate::packages::{NewPackage, Package, Packages};
+use crate::partners::{Partner, Partners};
 use crate::recent::RecentRequests;
 use crate::routing::{RouteTarget, RoutingTable};
 use crate::tenants::{Directory, Tenant, Token};
@@ -19,6 +20,7 @@ pub struct State {
     pub(crate) directory: Directory,
     pub(crate) packages: Packages,
     pub(crate) apps: Apps,
+    pub(crate) partners: Partners,
     pub(crate) recent: RecentRequests,
 }
 
@@ -68,6 +70,11 @@ impl State {
                 revoked: false,
             }),
             Command::RevokeToken { id } => self.directory.revoke_token(id),
+            Command::RegisterPartner { partner } => {
+                self.directory.require_tenant(&partner.tenant)?;
+                self.partners.register(partner.clone())
+            }
+            Command::RemovePartner { tenant, app_id } => self.partners.remove(tenant, app_id),
             Command::RegisterPackage {
                 digest,
                 tenant,
@@ -94,6 +101,7 @@ impl State {
                 limits,
                 allow_outbound,
                 config,
+                capabilities,
                 scale,
                 by,
                 at,
@@ -108,6 +116,7 @@ impl State {
                     limits: *limits,
                     allow_outbound,
                     config,
+                    capabilities,
                     scale: *scale,
                     by,
                     at: *at,
@@ -200,6 +209,16 @@ impl State {
         self.apps.of_tenant(tenant)
     }
 
+    /// The partner with `app_id`.
+    pub fn partner(&self, app_id: &str) -> Option<&Partner> {
+        self.partners.get(app_id)
+    }
+
+    /// Every partner, ordered by `app_id`.
+    pub fn partners(&self) -> impl Iterator<Item = &Partner> {
+        self.partners.all()
+    }
+
     /// The app `name` of `tenant`, with its history.
     pub fn app(&self, tenant: &str, name: &str) -> Option<&App> {
         self.apps.get(tenant, name)
@@ -240,6 +259,7 @@ impl State {
                     scale: app.scale,
                     allow_outbound: current.allow_outbound.clone(),
                     config: current.config.clone(),
+                    capabilities: current.capabilities.clone(),
                 })
             })
             .collect();

@@ -133,6 +133,7 @@ pub(crate) fn deploy(tenant: &str, app: &str, routes: &[&str]) -> Command {
         limits: Default::default(),
         allow_outbound: vec![],
         config: Default::default(),
+        capabilities: Default::default(),
         scale: None,
         by: "tok_dev".into(),
         at: 3,

@@ -180,6 +180,7 @@ fn random_command(rng: &mut Rng, step: u64) -> Command {
                 limits: Default::default(),
                 allow_outbound: vec![],
                 config: Default::default(),
+                capabilities: Default::default(),
                 scale: (rng.below(4) == 0).then_some(Scale {
                     instances: rng.below(3) as u32,
                     min_warm: rng.below(2) as u32,
@@ -298,4 +299,80 @@ fn random_commands_are_deterministic_across_snapshots() {
         "{accepted} accepted, {rejected} rejected"
     );
     assert!(straight.apps().any(|app| app.current.is_some()));
+}
+
+mod partners {
+    use crate::testing::world;
+    use crate::{Command, Envelope, ErrorKind, Outcome, Partner, State};
+
+    fn partner(app_id: &str, tenant: &str) -> Partner {
+        Partner {
+            app_id: app_id.into(),
+            tenant: tenant.into(),
+            name: "Acme Pay".into(),
+            public_key: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".into(),
+            methods: vec!["orders.create-order".into()],
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn partners_register_once_survive_snapshots_and_are_removed_by_their_tenant_only() {
+        let mut h = world();
+        let register = |p: Partner| Command::RegisterPartner { partner: p };
+        let outcome = h
+            .state
+            .apply(&Envelope::new(
+                "p1",
+                register(partner("2026000001", "acme")),
+            ))
+            .unwrap();
+        assert_eq!(
+            outcome,
+            Outcome::PartnerRegistered {
+                app_id: "2026000001".into()
+            }
+        );
+        let again = h
+            .state
+            .apply(&Envelope::new(
+                "p2",
+                register(partner("2026000001", "acme")),
+            ))
+            .unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::Conflict);
+        let mut bad = partner("2026000002", "acme");
+        bad.methods = vec!["no-dot".into()];
+        let err = h
+            .state
+            .apply(&Envelope::new("p3", register(bad)))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        let unknown = h
+            .state
+            .apply(&Envelope::new(
+                "p4",
+                register(partner("2026000003", "nobody")),
+            ))
+            .unwrap_err();
+        assert_eq!(unknown.kind(), ErrorKind::NotFound);
+
+        let restored = State::from_snapshot(&h.state.to_snapshot()).unwrap();
+        assert_eq!(
+            restored.partner("2026000001"),
+            h.state.partner("2026000001")
+        );
+
+        let other = Command::RemovePartner {
+            tenant: "globex".into(),
+            app_id: "2026000001".into(),
+        };
+        assert!(h.state.apply(&Envelope::new("p5", other)).is_err());
+        let own = Command::RemovePartner {
+            tenant: "acme".into(),
+            app_id: "2026000001".into(),
+        };
+        h.state.apply(&Envelope::new("p6", own)).unwrap();
+        assert!(h.state.partner("2026000001").is_none());
+    }
 }

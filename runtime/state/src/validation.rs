@@ -185,6 +185,39 @@ pub fn check_outbound(entry: &str) -> Result<(), CommandError> {
     }
 }
 
+/// The largest capability section, in bytes of JSON.
+pub const MAX_CAPABILITY_SECTION: usize = 64 * 1024;
+
+/// Checks a deployment's capability section: a known-shaped name (a slug)
+/// and a JSON object of bounded size. What the object holds is the
+/// capability's to check.
+pub fn check_capability(name: &str, section: &serde_json::Value) -> Result<(), CommandError> {
+    let invalid = |reason: String| CommandError::InvalidCapability {
+        capability: name.to_owned(),
+        reason,
+    };
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(invalid("not a capability name".into()));
+    }
+    if !section.is_object() {
+        return Err(invalid("its grant must be a JSON object".into()));
+    }
+    let size = serde_json::to_string(section)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_CAPABILITY_SECTION {
+        return Err(invalid(format!(
+            "its grant is {size} bytes of JSON, more than {MAX_CAPABILITY_SECTION}"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a key of a deployment's config: 1–256 characters, none of them
 /// whitespace or control characters.
 pub fn check_config_key(key: &str) -> Result<(), CommandError> {

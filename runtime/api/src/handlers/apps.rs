@@ -35,6 +35,19 @@ pub async fn deploy(
         .collect::<Result<Vec<_>, _>>()?;
     OutboundPolicy::allow(&request.allow_outbound)
         .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    let capabilities = context
+        .reconciler
+        .capabilities()
+        .prepare(&tenant, &app, &request.capabilities)
+        .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    check_imports(
+        &context,
+        &tenant,
+        &app,
+        &request.package,
+        &request.config,
+        &capabilities,
+    )?;
     let exists = context
         .control
         .read(|state| state.app(&tenant, &app).is_some());
@@ -62,6 +75,7 @@ pub async fn deploy(
             },
             allow_outbound: request.allow_outbound,
             config: request.config,
+            capabilities,
             scale,
             by: principal.token_id.clone(),
             at: now_ms(),
@@ -74,6 +88,52 @@ pub async fn deploy(
     };
     let info = settle(&context, &tenant, &app, version).await?;
     Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// Refuses, before anything is proposed, a package that imports a
+/// capability the deployment is not granted or a service interface it does
+/// not link.
+fn check_imports(
+    context: &ApiContext,
+    tenant: &str,
+    app: &str,
+    package: &str,
+    config: &std::collections::BTreeMap<String, String>,
+    capabilities: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<(), ApiError> {
+    let Some(imports) = context
+        .control
+        .read(|state| state.package(package).map(|p| p.imports.clone()))
+    else {
+        // The state machine reports the unknown package.
+        return Ok(());
+    };
+    let grants = context
+        .reconciler
+        .capabilities()
+        .grants(tenant, app, config, capabilities)
+        .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    let links = cloudware_node::capabilities::links_of(capabilities);
+    for import in &imports {
+        match context.engine.capability_of(import) {
+            Some((name, always)) => {
+                if !always && !grants.has(name) {
+                    return Err(ApiError::BadRequest(format!(
+                        "the component imports `{import}` (capability `{name}`), which this deployment is not granted; grant it with --capabilities (section `{name}`)"
+                    )));
+                }
+            }
+            None if import.starts_with("wasi:") => {}
+            None => {
+                if !links.contains_key(import) {
+                    return Err(ApiError::BadRequest(format!(
+                        "the component imports `{import}`, which is not a platform interface; link it to the app that exports it (services.links, or --link {import}=APP)"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Waits until `version` is live, failed or superseded.

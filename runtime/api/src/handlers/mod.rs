@@ -2,6 +2,8 @@
 
 pub mod apps;
 pub mod packages;
+pub mod partners;
+pub mod queues;
 pub mod status;
 pub mod tenants;
 pub mod tokens;

@@ -59,9 +59,13 @@ pub async fn push(
         .await
         .map_err(|err| ApiError::Internal(format!("cannot read the stored package: {err}")))?;
     let engine = context.engine.clone();
-    let validated = tokio::task::spawn_blocking(move || engine.load_bytes(&bytes))
-        .await
-        .map_err(|err| ApiError::Internal(format!("validation failed: {err}")))?;
+    let validated = tokio::task::spawn_blocking(move || {
+        let compiled = engine.compile(&bytes)?;
+        compiled.require_runnable()?;
+        Ok::<_, cloudware_engine::LoadError>(compiled)
+    })
+    .await
+    .map_err(|err| ApiError::Internal(format!("validation failed: {err}")))?;
     let component = match validated {
         Ok(component) => component,
         Err(err) => {

@@ -43,7 +43,7 @@ pub(crate) fn measure_instantiation(path: &Path, settings: &Settings) -> Instant
     }
 }
 
-pub(crate) async fn instantiate(component: &cloudware_engine::HttpComponent) {
+pub(crate) async fn instantiate(component: &cloudware_engine::LinkedComponent) {
     component
         .instantiate_once()
         .await

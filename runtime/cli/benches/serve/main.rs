@@ -24,7 +24,7 @@
 //!    (each median taken separately), and the errors of all rounds (socket
 //!    errors plus non-2xx/3xx responses; any error flags the server).
 //! 2. The time to create one request's store and instance
-//!    (`HttpComponent::instantiate_once`), in-process with the default engine
+//!    (`LinkedComponent::instantiate_once`), in-process with the default engine
 //!    configuration (pooling allocator), for the wasip2 hello and the SDK
 //!    hello: median and p99 in µs.
 //! 3. Resident memory (`VmRSS`, `VmHWM`) of each server process after its

@@ -26,6 +26,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const UPLOAD_CHUNK: usize = 64 * 1024;
 
 mod error;
+mod messaging;
 
 #[cfg(test)]
 pub use error::exit_code;

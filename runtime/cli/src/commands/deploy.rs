@@ -1,6 +1,7 @@
 //! `cloudware deploy`, `rollback`, `history` and `apps`: an app's versions.
 
 use super::global::ClientArgs;
+use super::grants::GrantArgs;
 use super::parse::{self, PackageRef};
 use super::table::{self, Align, Table};
 use super::{Ctx, Failure, package, spinner};
@@ -19,8 +20,9 @@ pub struct DeployArgs {
     #[arg(long, value_name = "FILE|DIGEST", value_parser = parse::package_ref)]
     pub package: PackageRef,
     /// Where it answers: `[HOST]/PATH-PREFIX`, e.g. `shop.example.com/`,
-    /// `/api`, `*.example.com/` (repeatable).
-    #[arg(long = "route", value_name = "[HOST]/PATH-PREFIX", value_parser = parse::route, required = true)]
+    /// `/api`, `*.example.com/` (repeatable; none for a service or a
+    /// consumer, which does not serve HTTP).
+    #[arg(long = "route", value_name = "[HOST]/PATH-PREFIX", value_parser = parse::route)]
     pub routes: Vec<String>,
     /// Instances to run at most at once [default: unchanged].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
@@ -40,6 +42,8 @@ pub struct DeployArgs {
     /// The app's tenant (operator tokens; others act for their own).
     #[arg(long, value_name = "TENANT", value_parser = parse::name)]
     pub tenant: Option<String>,
+    #[command(flatten)]
+    pub grants: GrantArgs,
     #[command(flatten)]
     pub global: ClientArgs,
 }
@@ -87,6 +91,7 @@ pub struct AppsArgs {
 /// `cloudware deploy`.
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let config = config_map(args.config)?;
+    let capabilities = args.grants.sections()?;
     let ctx = Ctx::new(&args.global)?;
     let tenant = args.tenant.as_deref();
     let package = match args.package {
@@ -101,6 +106,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         memory_bytes: args.memory,
         allow_outbound: args.allow_outbound,
         config,
+        capabilities,
     };
     let wait = spinner(
         ctx.show_progress(),

@@ -6,8 +6,11 @@
 
 pub mod deploy;
 pub mod global;
+pub mod grants;
 pub mod package;
 pub mod parse;
+pub mod partner;
+pub mod queue;
 pub mod scale;
 pub mod status;
 pub mod table;
@@ -30,7 +33,7 @@ pub enum ClientCommand {
     /// List the stored packages.
     Packages(package::PackagesArgs),
     /// Deploy a package as a new version of an app and move traffic to it.
-    Deploy(deploy::DeployArgs),
+    Deploy(Box<deploy::DeployArgs>),
     /// Make an earlier version of an app current again.
     Rollback(deploy::RollbackArgs),
     /// List every version of an app.
@@ -45,6 +48,10 @@ pub enum ClientCommand {
     Tenant(tenant::TenantArgs),
     /// Create, list and revoke API tokens.
     Token(token::TokenArgs),
+    /// Durable queues: depth, dead letters, replay.
+    Queue(queue::QueueArgs),
+    /// Partners calling exported functions through the signed `POST /openapi`.
+    Partner(partner::PartnerArgs),
 }
 
 /// Runs a client command to completion.
@@ -56,7 +63,7 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
     match command {
         ClientCommand::Push(args) => runtime.block_on(package::push(args)),
         ClientCommand::Packages(args) => runtime.block_on(package::list(args)),
-        ClientCommand::Deploy(args) => runtime.block_on(deploy::deploy(args)),
+        ClientCommand::Deploy(args) => runtime.block_on(deploy::deploy(*args)),
         ClientCommand::Rollback(args) => runtime.block_on(deploy::rollback(args)),
         ClientCommand::History(args) => runtime.block_on(deploy::history(args)),
         ClientCommand::Apps(args) => runtime.block_on(deploy::apps(args)),
@@ -64,6 +71,8 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Status(args) => runtime.block_on(status::run(args)),
         ClientCommand::Tenant(args) => runtime.block_on(tenant::run(args)),
         ClientCommand::Token(args) => runtime.block_on(token::run(args)),
+        ClientCommand::Queue(args) => runtime.block_on(queue::run(args)),
+        ClientCommand::Partner(args) => runtime.block_on(partner::run(args)),
     }
 }
 

@@ -537,3 +537,63 @@ pub fn push_and_deploy(
     );
     digest
 }
+
+/// `method path` at the node's gateway with `host` as the Host header, extra
+/// `headers` and `body`.
+pub fn gateway_send(
+    node: &Node,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send_blocking(
+        node.gateway,
+        request
+            .body(full(Bytes::copy_from_slice(body)))
+            .expect("request"),
+    )
+}
+
+/// Creates tenant `tenant` with the operator token and returns a developer
+/// token of it.
+pub fn tenant_developer(node: &Node, tenant: &str) -> String {
+    cli_ok(node, &node.token, &["tenant", "create", tenant]);
+    create_token(node, Some(tenant), "developer").1
+}
+
+/// Runs `cloudware deploy APP --package PACKAGE ARGS…` with `token`, which
+/// must succeed; returns its stdout.
+pub fn deploy_ok(node: &Node, token: &str, app: &str, package: &str, args: &[&str]) -> String {
+    let mut all = vec!["deploy", app, "--package", package];
+    all.extend_from_slice(args);
+    cli_ok(node, token, &all)
+}
+
+/// Every regular file under `dir`, at any depth.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(path),
+                Ok(kind) if kind.is_file() => files.push(path),
+                _ => {}
+            }
+        }
+    }
+    files
+}

@@ -1,9 +1,11 @@
 //! What one request's [`wasmtime::Store`] holds: the WASI contexts (no
 //! preopens, no environment, no sockets), the resource table, the memory and
-//! table limits, the deadline, and the outbound HTTP hooks.
+//! table limits, the deadline, the outbound HTTP hooks, the deployment's
+//! capability grants and how deep in a chain of service calls it runs.
 
 use super::guest_log::GuestLog;
 use super::outbound::OutboundPolicy;
+use crate::capability::Grants;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
@@ -22,6 +24,22 @@ pub struct RequestState {
     pub(crate) limits: TrackedLimits,
     pub(crate) deadline: Instant,
     hooks: OutboundHooks,
+    grants: Grants,
+    depth: u32,
+}
+
+/// What a capability's host functions see of one request's store.
+pub struct CapabilityCtx<'a, G> {
+    /// The deployment's grant of this capability; `None` if it has none
+    /// (its host functions then refuse every call).
+    pub grant: Option<&'a G>,
+    /// The store's resource table, for the capability's resources.
+    pub table: &'a mut ResourceTable,
+    /// When the request (or the call chain it belongs to) must finish.
+    pub deadline: Instant,
+    /// How many service calls deep this instance runs (0: called by the
+    /// gateway, the bus or a partner).
+    pub depth: u32,
 }
 
 impl RequestState {
@@ -31,6 +49,8 @@ impl RequestState {
         deadline: Instant,
         outbound: OutboundPolicy,
         log_name: &Arc<str>,
+        grants: Grants,
+        depth: u32,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestLog::new("stdout", log_name.clone()))
@@ -53,7 +73,29 @@ impl RequestState {
             },
             deadline,
             hooks: OutboundHooks { policy: outbound },
+            grants,
+            depth,
         }
+    }
+
+    /// The view of this store that capability `G`'s host functions use.
+    pub fn capability<G: std::any::Any + Send + Sync>(&mut self) -> CapabilityCtx<'_, G> {
+        CapabilityCtx {
+            grant: self.grants.get::<G>(),
+            table: &mut self.table,
+            deadline: self.deadline,
+            depth: self.depth,
+        }
+    }
+
+    /// When this request must finish.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// How many service calls deep this instance runs.
+    pub fn depth(&self) -> u32 {
+        self.depth
     }
 }
 

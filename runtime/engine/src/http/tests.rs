@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::config::{EngineConfig, Limits};
+use crate::{ComponentSettings, Engine};
 use http_body_util::{BodyExt, Empty};
+use std::time::Duration;
 
 fn engine(limits: Limits) -> Engine {
     let config = EngineConfig {

@@ -20,6 +20,7 @@ pub(crate) struct DeploymentRequest<'a> {
     pub(crate) limits: DeploymentLimits,
     pub(crate) allow_outbound: &'a [String],
     pub(crate) config: &'a BTreeMap<String, String>,
+    pub(crate) capabilities: &'a BTreeMap<String, serde_json::Value>,
     pub(crate) scale: Option<Scale>,
     pub(crate) by: &'a str,
     pub(crate) at: u64,
@@ -129,6 +130,7 @@ impl Apps {
             limits,
             allow_outbound,
             config,
+            capabilities,
             scale,
             by,
             at,
@@ -142,6 +144,9 @@ impl Apps {
         config
             .keys()
             .try_for_each(|key| validation::check_config_key(key))?;
+        capabilities
+            .iter()
+            .try_for_each(|(name, section)| validation::check_capability(name, section))?;
         if let Some(scale) = &scale {
             scale.validate()?;
         }
@@ -171,6 +176,7 @@ impl Apps {
             limits,
             allow_outbound: allow_outbound.to_vec(),
             config: config.clone(),
+            capabilities: capabilities.clone(),
             created_at: at,
             created_by: by.to_owned(),
             status: DeploymentStatus::Pending,

@@ -3,6 +3,7 @@ use crate::testing::{Harness, digest, tenants};
 
 fn target(tenant: &str, app: &str, routes: &[&str]) -> RouteTarget {
     RouteTarget {
+        capabilities: Default::default(),
         tenant: tenant.into(),
         app: app.into(),
         version: 1,

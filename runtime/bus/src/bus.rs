@@ -1,0 +1,193 @@
+//! The [`Bus`] handle: opening the store, sending, policies and statistics. Topics, consumers
+//! and dead letters add their methods in their own modules.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::commit::GroupCommit;
+use crate::error::{BusError, SendError};
+use crate::queue::{QueueState, Queues};
+use crate::load;
+use crate::store::{self, MessageRecord};
+use crate::topics::Topics;
+use crate::types::{BusConfig, CommitStats, NewMessage, QueueId, QueuePolicy, QueueStats};
+
+/// Durable queues and topic fan-out over one sled database. Cheap to clone.
+///
+/// Must be used inside a Tokio runtime (consumers are Tokio tasks). Dropping the last clone
+/// (and every [`ConsumerHandle`](crate::ConsumerHandle) and in-flight handler) flushes and
+/// closes the database.
+#[derive(Clone)]
+pub struct Bus {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Everything a [`Bus`] shares between its clones and tasks.
+pub(crate) struct Inner {
+    /// Dropped first: stops and joins the flusher, which owns a clone of `db`.
+    pub(crate) commit: GroupCommit,
+    pub(crate) tree: sled::Tree,
+    pub(crate) config: BusConfig,
+    pub(crate) queues: Queues,
+    pub(crate) topics: Topics,
+    _db: sled::Db,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Bus {
+    /// Opens (or creates) the bus stored at `path` and loads every queue's state. Every stored
+    /// message that was not acknowledged is ready for delivery again.
+    pub fn open(path: &Path, config: BusConfig) -> Result<Bus, BusError> {
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            // The group-commit flusher decides when to flush.
+            .flush_every_ms(None)
+            .open()?;
+        let tree = db.open_tree("bus")?;
+        let queues = Queues::new(config.default_policy.clone());
+        load::load(&tree, &queues)?;
+        // sled keeps everything in one data file, `db`; the flusher fdatasyncs it.
+        let data_file = std::fs::File::open(path.join("db"))
+            .map_err(|e| BusError::Storage(format!("opening sled's data file: {e}")))?;
+        let commit = GroupCommit::start(db.clone(), data_file)
+            .map_err(|e| BusError::Storage(e.to_string()))?;
+        Ok(Bus {
+            inner: Arc::new(Inner {
+                commit,
+                tree,
+                config,
+                queues,
+                topics: Topics::default(),
+                _db: db,
+            }),
+        })
+    }
+
+    /// Appends a message to `queue` and returns its id once it is durably stored (fsynced,
+    /// shared with concurrent writers by group commit).
+    pub async fn send(&self, queue: &QueueId, msg: NewMessage) -> Result<u64, SendError> {
+        self.inner.check_size(&msg)?;
+        if queue.is_subscription() {
+            return Err(SendError::Storage(format!(
+                "{queue} is a topic subscription: publish to its topic instead"
+            )));
+        }
+        let state = self.inner.queues.get_or_create(queue);
+        let (id, generation) = self.inner.append(&state, msg)?;
+        self.inner
+            .commit
+            .wait(generation)
+            .await
+            .map_err(SendError::Storage)?;
+        Ok(id)
+    }
+
+    /// Sets the policy of `queue` (in memory; the node's reconciler sets it after every start).
+    /// Messages already waiting for a retry keep their scheduled time.
+    pub fn set_policy(&self, queue: &QueueId, policy: QueuePolicy) {
+        let state = self.inner.queues.get_or_create(queue);
+        state.lock().policy = policy;
+        state.notify.notify_waiters();
+    }
+
+    /// The policy of `queue` (the default if none was set).
+    pub fn policy(&self, queue: &QueueId) -> QueuePolicy {
+        match self.inner.queues.get(queue) {
+            Some(state) => state.policy(),
+            None => self.inner.config.default_policy.clone(),
+        }
+    }
+
+    /// The counters of `queue` (all zero if it does not exist).
+    pub fn stats(&self, queue: &QueueId) -> QueueStats {
+        self.inner
+            .queues
+            .get(queue)
+            .map(|s| s.stats())
+            .unwrap_or_default()
+    }
+
+    /// Every queue that exists on disk (of `tenant`, if given), with its counters, sorted.
+    pub fn queues(&self, tenant: Option<&str>) -> Vec<(QueueId, QueueStats)> {
+        let mut out: Vec<_> = self
+            .inner
+            .queues
+            .all()
+            .into_iter()
+            .filter(|s| tenant.is_none_or(|t| s.id.tenant == t) && s.exists())
+            .map(|s| (s.id.clone(), s.stats()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// How many writes were made durable by how many flushes since the bus was opened.
+    pub fn commit_stats(&self) -> CommitStats {
+        let (writes, flushes) = self.inner.commit.counters();
+        CommitStats { writes, flushes }
+    }
+
+    /// Waits until every write made so far (including acknowledgements) is durable.
+    pub async fn sync(&self) -> Result<(), BusError> {
+        self.inner.commit.commit().await.map_err(BusError::Flush)
+    }
+}
+
+impl Inner {
+    pub(crate) fn check_size(&self, msg: &NewMessage) -> Result<(), SendError> {
+        let limit = self.config.max_payload_bytes;
+        if msg.payload.len() > limit {
+            return Err(SendError::TooLarge {
+                size: msg.payload.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends `msg` to `state`'s queue, keeps it in the cache for the dispatcher, and returns
+    /// its id and the write's commit generation; the caller waits for durability.
+    pub(crate) fn append(
+        &self,
+        state: &QueueState,
+        msg: NewMessage,
+    ) -> Result<(u64, u64), SendError> {
+        let mut q = state.lock();
+        if q.depth >= q.policy.max_depth {
+            return Err(SendError::Full {
+                queue: state.id.clone(),
+                depth: q.depth,
+                limit: q.policy.max_depth,
+            });
+        }
+        let record = MessageRecord {
+            attempts: 0,
+            enqueued_ms: now_ms(),
+            attributes: msg.attributes,
+            payload: msg.payload,
+        };
+        let encoded =
+            store::encode_message(0, record.enqueued_ms, &record.attributes, &record.payload);
+        let id = q.next_id;
+        // Written under the lock, so ids reach the disk in order.
+        self.tree
+            .insert(store::item_key(store::MSG, &state.dest, id), encoded)?;
+        state.cache.insert(id, Arc::new(record));
+        q.next_id = id + 1;
+        q.depth += 1;
+        q.ready.insert(id);
+        drop(q);
+        let generation = self.commit.mark_written();
+        state.notify.notify_waiters();
+        Ok((id, generation))
+    }
+}

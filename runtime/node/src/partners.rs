@@ -1,0 +1,98 @@
+//! The partner API's view of this node: partners from the replicated state
+//! and calls into the current deployments' exported functions.
+
+use crate::control::ControlPlane;
+use crate::reconcile::NodeRouter;
+use cloudware_engine::{CallError, CallOrigin};
+use cloudware_partner::{
+    InvokeError, PartnerDirectory, PartnerInfo, PartnerInvoker, parse_public_key,
+};
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use wasmtime::component::Val;
+use wasmtime::component::types::ComponentFunc;
+
+/// Partners as registered in the desired state.
+pub struct StatePartners {
+    control: Arc<ControlPlane>,
+}
+
+impl StatePartners {
+    /// Partners read from `control`.
+    pub fn new(control: Arc<ControlPlane>) -> Self {
+        StatePartners { control }
+    }
+}
+
+impl PartnerDirectory for StatePartners {
+    fn partner(&self, app_id: &str) -> Option<PartnerInfo> {
+        let partner = self.control.read(|state| state.partner(app_id).cloned())?;
+        let public_key = match parse_public_key(&partner.public_key) {
+            Ok(key) => key,
+            Err(err) => {
+                tracing::warn!(app_id, error = %err, "a registered partner's key does not parse");
+                return None;
+            }
+        };
+        Some(PartnerInfo {
+            app_id: partner.app_id,
+            tenant: partner.tenant,
+            public_key,
+            exposed: partner.methods,
+        })
+    }
+}
+
+/// Calls exported functions of the apps this node routes.
+pub struct RoutedFunctions {
+    router: Arc<NodeRouter>,
+}
+
+impl RoutedFunctions {
+    /// Calls through `router`'s published components.
+    pub fn new(router: Arc<NodeRouter>) -> Self {
+        RoutedFunctions { router }
+    }
+}
+
+impl PartnerInvoker for RoutedFunctions {
+    fn function_type(&self, tenant: &str, app: &str, function: &str) -> Option<ComponentFunc> {
+        let component = self.router.component(tenant, app)?;
+        component.find_function(function).map(|(_, ty)| ty)
+    }
+
+    fn invoke(
+        &self,
+        tenant: &str,
+        app: &str,
+        function: &str,
+        args: Vec<Val>,
+    ) -> BoxFuture<'static, Result<Vec<Val>, InvokeError>> {
+        let component = self.router.component(tenant, app);
+        let function = function.to_owned();
+        let app = app.to_owned();
+        Box::pin(async move {
+            let component = component
+                .ok_or_else(|| InvokeError::Unavailable(format!("app `{app}` is not running")))?;
+            let (interface, _) = component
+                .find_function(&function)
+                .ok_or_else(|| InvokeError::Unavailable(format!("`{function}` is not exported")))?;
+            component
+                .call(
+                    &interface,
+                    &function,
+                    args,
+                    CallOrigin::external(),
+                    Default::default(),
+                )
+                .await
+                .map_err(|err| match err {
+                    CallError::DeadlineExceeded(_) => InvokeError::Timeout,
+                    CallError::Overloaded(_) | CallError::Unavailable(_) => {
+                        InvokeError::Unavailable(err.to_string())
+                    }
+                    other => InvokeError::Failed(other.to_string()),
+                })
+        })
+    }
+}
