@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::commit::GroupCommit;
 use crate::error::{BusError, SendError};
-use crate::queue::{QueueState, Queues};
 use crate::load;
+use crate::queue::{QueueState, Queues};
 use crate::store::{self, MessageRecord};
 use crate::topics::Topics;
 use crate::types::{BusConfig, CommitStats, NewMessage, QueueId, QueuePolicy, QueueStats};

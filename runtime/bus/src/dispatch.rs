@@ -198,7 +198,11 @@ async fn deliver(
     };
     match outcome {
         Ok(()) => inner.ack(&state, id, &policy),
-        Err(error) => inner.fail(&state, id, attempt, &record, error, &policy).await,
+        Err(error) => {
+            inner
+                .fail(&state, id, attempt, &record, error, &policy)
+                .await
+        }
     }
     // Release the bus before the permit: once a stopped consumer has all its permits back,
     // nothing of it holds the store open.

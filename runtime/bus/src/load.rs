@@ -95,7 +95,9 @@ pub(crate) fn load(tree: &sled::Tree, queues: &Queues) -> Result<(), BusError> {
             },
             Key::Attempts(queue, id) => match store::decode_attempts(&value) {
                 Ok(n) => found.attempts.push((queue, id, n)),
-                Err(e) => tracing::warn!(%queue, id, error = %e, "skipping a corrupt attempt count"),
+                Err(e) => {
+                    tracing::warn!(%queue, id, error = %e, "skipping a corrupt attempt count")
+                }
             },
         }
     }
@@ -130,7 +132,9 @@ fn apply(queues: &Queues, found: Found) {
                 let id = *id;
                 let wanted = id > q.cursor
                     && rec.end.is_none_or(|end| id <= end)
-                    && attrs.as_ref().is_none_or(|a| filter_matches(&rec.filter, a))
+                    && attrs
+                        .as_ref()
+                        .is_none_or(|a| filter_matches(&rec.filter, a))
                     && !q.own.contains(&id)
                     && !found.dead.contains(&(state.id.clone(), id));
                 if wanted {

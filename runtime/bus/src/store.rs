@@ -507,7 +507,13 @@ mod tests {
         let s = QueueId::subscription("t", "x", "y");
         let k = log_key(&log_prefix("t", "x"), 9);
         assert_eq!(decode_key(&k), Ok(Key::Log("t".into(), "x".into(), 9)));
-        assert_eq!(decode_key(&prefix(CURSOR, &dest(&s))), Ok(Key::Cursor(s.clone())));
-        assert_eq!(decode_key(&item_key(ATTEMPTS, &dest(&s), 2)), Ok(Key::Attempts(s, 2)));
+        assert_eq!(
+            decode_key(&prefix(CURSOR, &dest(&s))),
+            Ok(Key::Cursor(s.clone()))
+        );
+        assert_eq!(
+            decode_key(&item_key(ATTEMPTS, &dest(&s), 2)),
+            Ok(Key::Attempts(s, 2))
+        );
     }
 }

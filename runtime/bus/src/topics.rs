@@ -16,8 +16,8 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::bus::Bus;
-use crate::error::SendError;
 use crate::bus::now_ms;
+use crate::error::SendError;
 use crate::queue::QueueState;
 use crate::store::{self, MessageRecord, SubRecord};
 use crate::types::{NewMessage, PublishReceipt, QueueId, QueueKind};
@@ -60,7 +60,9 @@ pub(crate) fn filter_matches(
 }
 
 type TopicKey = (String, String);
-type Table = HashMap<TopicKey, Arc<[(Subscription, Arc<QueueState>)]>>;
+/// A topic's subscriptions with their queue states, sorted by destination.
+type Entries = Arc<[(Subscription, Arc<QueueState>)]>;
+type Table = HashMap<TopicKey, Entries>;
 
 /// The subscription table.
 #[derive(Default)]
@@ -69,7 +71,7 @@ pub(crate) struct Topics {
 }
 
 impl Topics {
-    fn matching(&self, key: &TopicKey) -> Option<Arc<[(Subscription, Arc<QueueState>)]>> {
+    fn matching(&self, key: &TopicKey) -> Option<Entries> {
         self.subscriptions
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -115,7 +117,10 @@ impl Bus {
                             &store::encode_next_id(last)[..],
                         );
                     }
-                    batch.insert(store::prefix(store::SUB, &state.dest), store::encode_sub(&want));
+                    batch.insert(
+                        store::prefix(store::SUB, &state.dest),
+                        store::encode_sub(&want),
+                    );
                     q.sub = Some(want);
                     changed = true;
                 }
@@ -140,7 +145,10 @@ impl Bus {
             let mut q = state.lock();
             if let Some(rec) = q.sub.as_mut().filter(|r| r.end.is_none()) {
                 rec.end = Some(log.last());
-                batch.insert(store::prefix(store::SUB, &state.dest), store::encode_sub(rec));
+                batch.insert(
+                    store::prefix(store::SUB, &state.dest),
+                    store::encode_sub(rec),
+                );
                 changed = true;
             }
         }
@@ -220,10 +228,9 @@ impl Bus {
                 }
             }
             if targets.is_empty() {
-                inner.tree.insert(
-                    store::topic_key(tenant, topic),
-                    &(id + 1).to_be_bytes()[..],
-                )?;
+                inner
+                    .tree
+                    .insert(store::topic_key(tenant, topic), &(id + 1).to_be_bytes()[..])?;
             } else {
                 let record = MessageRecord {
                     attempts: 0,

@@ -72,7 +72,11 @@ fn cursor_advances_over_acked_prefix_and_restart_redelivers_the_rest() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let bus = open(dir.path());
-        assert_eq!(bus.stats(&s.queue_id()).depth, 0, "nothing left after all acks");
+        assert_eq!(
+            bus.stats(&s.queue_id()).depth,
+            0,
+            "nothing left after all acks"
+        );
         bus.set_subscriptions(vec![s.clone()]);
         let r = bus.publish("acme", "t", NewMessage::new(11u64.to_be_bytes()));
         assert_eq!(r.await.unwrap().id, 11, "ids are not reused");
@@ -153,9 +157,13 @@ async fn a_new_subscription_starts_at_the_end_of_the_log() {
     let bus = open(dir.path());
     let (a, b) = (sub("a", &[]), sub("b", &[]));
     bus.set_subscriptions(vec![a.clone()]);
-    bus.publish("acme", "t", NewMessage::new("old")).await.unwrap();
+    bus.publish("acme", "t", NewMessage::new("old"))
+        .await
+        .unwrap();
     bus.set_subscriptions(vec![a.clone(), b.clone()]);
-    bus.publish("acme", "t", NewMessage::new("new")).await.unwrap();
+    bus.publish("acme", "t", NewMessage::new("new"))
+        .await
+        .unwrap();
     let (seen, handler) = recorder();
     let _c = bus.consume(b.queue_id(), handler, 1);
     eventually("b got new", WAIT, || seen.lock().unwrap().len() == 1).await;
@@ -163,7 +171,10 @@ async fn a_new_subscription_starts_at_the_end_of_the_log() {
     assert_eq!(bus.stats(&a.queue_id()).depth, 2);
     // Removed, b keeps its backlog but receives nothing new.
     bus.set_subscriptions(vec![a.clone()]);
-    let r = bus.publish("acme", "t", NewMessage::new("later")).await.unwrap();
+    let r = bus
+        .publish("acme", "t", NewMessage::new("later"))
+        .await
+        .unwrap();
     assert_eq!(r.delivered_to, 1);
     assert_eq!(bus.stats(&b.queue_id()).depth, 0);
 }

@@ -57,6 +57,7 @@ pub fn run(args: ServeArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = gateway.local_addr()?;
         // The first line of stdout says where we serve (tests and scripts read it).
+        let shutdown = shutdown_signal();
         let mut stdout = std::io::stdout().lock();
         writeln!(
             stdout,
@@ -66,23 +67,40 @@ pub fn run(args: ServeArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
         stdout.flush()?;
         drop(stdout);
         tracing::info!(%addr, %digest, allocation = ?engine.allocation(), "serving");
-        gateway.serve(shutdown_signal()).await;
+        gateway.serve(shutdown).await;
         Ok(())
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when it is first polled: call it before announcing the
+/// process as ready, so a signal sent right after the announcement is
+/// never met by the default action (death by signal instead of a clean
+/// shutdown).
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let terminate = async {
+            match terminate {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
             }
-            Err(_) => std::future::pending().await,
+        };
+        let interrupt = async {
+            match interrupt {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = interrupt => {}
+            () = terminate => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }

@@ -139,6 +139,7 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
             partner_public_key,
         });
 
+        let shutdown = crate::serve::shutdown_signal();
         let mut stdout = std::io::stdout().lock();
         if let Some(secret) = first_token {
             writeln!(
@@ -168,7 +169,7 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
         };
         let serving_gateway = tokio::spawn(gateway.serve(gateway_stopped));
         let serving_admin = tokio::spawn(cloudware_api::serve(admin, context, admin_stopped));
-        crate::serve::shutdown_signal().await;
+        shutdown.await;
         tracing::info!("shutting down");
         let _ = stop.send(true);
         let _ = serving_gateway.await;

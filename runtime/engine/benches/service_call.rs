@@ -23,18 +23,15 @@
 use bytes::Bytes;
 use cloudware_engine::service::{ServiceImport, ServiceTarget};
 use cloudware_engine::{
-    CallOrigin, Capability, CompiledComponent, Engine, EngineConfig, Limits, LinkPlan,
-    LinkedComponent, RequestState,
+    CallOrigin, CompiledComponent, Engine, EngineConfig, LinkPlan, LinkedComponent, Limits,
 };
 use http_body_util::{BodyExt, Empty};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Linker, Val};
+use wasmtime::component::Val;
 
 /// The service interface.
 const ECHO: &str = "bench:svc/echo@0.1.0";
-/// The types-only interface the service's error type comes from.
-const SERVICE_TYPES: &str = "cloudware:platform/services@0.1.0";
 /// The target for the p50 of the per-call overhead.
 const TARGET_P50: Duration = Duration::from_micros(50);
 /// The longest one section of the benchmark runs.
@@ -43,29 +40,6 @@ const SECTION_BUDGET: Duration = Duration::from_secs(60);
 const WARMUP: usize = 50;
 /// Samples of the host-side and `handle` sections.
 const SAMPLES: usize = 5000;
-
-/// Provides [`SERVICE_TYPES`] (no functions, so an empty instance). A plain
-/// `Engine::new` does not yet, and refuses both components as `Unlinked`.
-struct ServiceTypes;
-
-impl Capability for ServiceTypes {
-    fn name(&self) -> &'static str {
-        "service-types"
-    }
-
-    fn interfaces(&self) -> &'static [&'static str] {
-        &[SERVICE_TYPES]
-    }
-
-    fn add_to_linker(&self, linker: &mut Linker<RequestState>) -> wasmtime::Result<()> {
-        linker.instance(SERVICE_TYPES)?;
-        Ok(())
-    }
-
-    fn always_granted(&self) -> bool {
-        true
-    }
-}
 
 /// A target set after linking, so that `svc-echo` can link to itself.
 #[derive(Default)]
@@ -93,7 +67,7 @@ async fn run() -> Result<(), Failure> {
         cache_dir: None,
         ..Default::default()
     };
-    let engine = Engine::with_capabilities(&config, &Limits::default(), &[Arc::new(ServiceTypes)])?;
+    let engine = Engine::new(&config, &Limits::default())?;
     let echo = engine.compile_file(cloudware_test_artifacts::SVC_ECHO.as_ref())?;
     let slot = Arc::new(Slot::default());
     let echo_linked = link(&echo, &echo, slot.clone())?;

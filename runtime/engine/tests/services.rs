@@ -19,43 +19,13 @@ use cloudware_engine::{
 use http_body_util::{BodyExt, Empty};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Linker, Val};
+use wasmtime::component::Val;
 
 /// The service interface, as both components import it.
 const ECHO: &str = "bench:svc/echo@0.1.0";
 
 /// How late a timed-out call may come back (epoch ticks, a busy machine).
 const TOLERANCE: Duration = Duration::from_millis(750);
-
-/// The types-only platform interface a service's error type comes from
-/// (`platform(call-error)`).
-const SERVICE_TYPES: &str = "cloudware:platform/services@0.1.0";
-
-/// Provides [`SERVICE_TYPES`] to every component, as the engine should
-/// itself: it has no functions, so an empty instance satisfies it. Without
-/// it a plain [`Engine::new`] refuses every component following the
-/// `platform(call-error)` convention with `Unlinked` for that interface
-/// (see `the_platform_service_types_need_no_link`).
-struct ServiceTypes;
-
-impl Capability for ServiceTypes {
-    fn name(&self) -> &'static str {
-        "service-types"
-    }
-
-    fn interfaces(&self) -> &'static [&'static str] {
-        &[SERVICE_TYPES]
-    }
-
-    fn add_to_linker(&self, linker: &mut Linker<RequestState>) -> wasmtime::Result<()> {
-        linker.instance(SERVICE_TYPES)?;
-        Ok(())
-    }
-
-    fn always_granted(&self) -> bool {
-        true
-    }
-}
 
 /// A service target filled in after linking, so that a component can be
 /// linked to itself or two components to each other. Empty, it has no
@@ -85,9 +55,8 @@ fn limits() -> Limits {
     }
 }
 
-/// An engine providing [`SERVICE_TYPES`].
 fn engine() -> Engine {
-    Engine::with_capabilities(&config(), &limits(), &[Arc::new(ServiceTypes)]).expect("engine")
+    Engine::new(&config(), &limits()).expect("engine")
 }
 
 fn compile(engine: &Engine, path: &str) -> CompiledComponent {
@@ -216,14 +185,22 @@ async fn a_call_round_trips_the_typed_record() {
 }
 
 /// Every component that follows the `platform(call-error)` convention
-/// imports the types-only [`SERVICE_TYPES`]; a plain engine must link it.
+/// imports the types-only `cloudware:platform/services@0.1.0`; a plain
+/// engine links it without a grant or a service (this was once refused as
+/// `Unlinked`).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "engine bug: `cloudware:platform/services@0.1.0` is refused as unlinked"]
 async fn the_platform_service_types_need_no_link() {
-    let engine = Engine::new(&config(), &limits()).expect("engine");
+    let engine = engine();
     let echo = compile(&engine, cloudware_test_artifacts::SVC_ECHO);
-    let slot = Arc::new(Slot::default());
-    if let Err(err) = link(&echo, &echo, slot) {
+    assert!(
+        echo.interfaces()
+            .imports
+            .iter()
+            .any(|name| name == cloudware_engine::service::SERVICE_TYPES_INTERFACE),
+        "svc-echo should import the service types"
+    );
+    assert_eq!(echo.service_imports(), vec![ECHO.to_owned()]);
+    if let Err(err) = link(&echo, &echo, Arc::new(Slot::default())) {
         panic!("svc-echo does not link on a plain engine: {err}");
     }
 }

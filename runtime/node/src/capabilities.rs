@@ -260,6 +260,16 @@ impl NodeCapabilities {
     }
 }
 
+/// The `cloudware deploy` flag that grants capability `name`.
+pub fn grant_flag(name: &str) -> &'static str {
+    match name {
+        "keyvalue" => "--kv-bucket NAME",
+        "queues" => "--send-queue QUEUE",
+        "topics" => "--publish TOPIC",
+        _ => "--capabilities FILE",
+    }
+}
+
 /// The `services` section: `{"links": {"acme:orders/api@1.0.0": "orders"}}`.
 pub fn parse_links(section: &Value) -> Result<ServiceLinks, String> {
     #[derive(serde::Deserialize)]

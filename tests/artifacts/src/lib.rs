@@ -112,7 +112,26 @@ mod tests {
 
     #[test]
     fn constants_are_listed_in_all() {
-        let paths = [HELLO, WASIP2_HELLO, HOSTILE, WSTD_HELLO, ADAPTER_HELLO];
+        let paths = [
+            HELLO,
+            KV_COUNTER,
+            CONFIG_GREETING,
+            OUTBOUND_FETCH,
+            ORDERS_SERVICE,
+            ORDERS_CLIENT,
+            QUEUE_PRODUCER,
+            QUEUE_WORKER,
+            PUBSUB_PUBLISHER,
+            PUBSUB_SUBSCRIBER,
+            WASIP2_HELLO,
+            HOSTILE,
+            WSTD_HELLO,
+            KV_GUEST,
+            SVC_ECHO,
+            SVC_CALLER,
+            SVC_WRONG,
+            ADAPTER_HELLO,
+        ];
         for path in paths.into_iter().chain(JCO_HELLO) {
             assert!(ALL.iter().any(|(_, listed)| *listed == path), "{path}");
         }

@@ -48,6 +48,13 @@ pub async fn deploy(
         &request.config,
         &capabilities,
     )?;
+    check_shape(
+        &context,
+        &tenant,
+        &request.package,
+        !routes.is_empty(),
+        &capabilities,
+    )?;
     let exists = context
         .control
         .read(|state| state.app(&tenant, &app).is_some());
@@ -119,7 +126,8 @@ fn check_imports(
             Some((name, always)) => {
                 if !always && !grants.has(name) {
                     return Err(ApiError::BadRequest(format!(
-                        "the component imports `{import}` (capability `{name}`), which this deployment is not granted; grant it with --capabilities (section `{name}`)"
+                        "the component imports `{import}` (capability `{name}`), which this deployment is not granted; grant it with {} (or the `{name}` section of --capabilities)",
+                        cloudware_node::capabilities::grant_flag(name)
                     )));
                 }
             }
@@ -131,6 +139,52 @@ fn check_imports(
                     )));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses, before anything is proposed, routes on a component that does
+/// not serve HTTP, and links to apps that do not run or do not export the
+/// linked interface.
+fn check_shape(
+    context: &ApiContext,
+    tenant: &str,
+    package: &str,
+    has_routes: bool,
+    capabilities: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<(), ApiError> {
+    let exports_http = context.control.read(|state| {
+        state.package(package).map(|p| {
+            p.exports
+                .iter()
+                .any(|e| e.starts_with(cloudware_engine::HTTP_HANDLER_INTERFACE))
+        })
+    });
+    if has_routes && exports_http == Some(false) {
+        return Err(ApiError::BadRequest(
+            "the component does not export `wasi:http/incoming-handler`, so it cannot have routes; deploy it without --route (as a service or a consumer)".into(),
+        ));
+    }
+    for (interface, exporter) in cloudware_node::capabilities::links_of(capabilities) {
+        let exports = context.control.read(|state| {
+            let deployment = state.current_deployment(tenant, &exporter)?;
+            state
+                .package(&deployment.package)
+                .map(|p| p.exports.contains(&interface))
+        });
+        match exports {
+            None => {
+                return Err(ApiError::BadRequest(format!(
+                    "`{interface}` is linked to app `{exporter}`, which has no current deployment; deploy it first"
+                )));
+            }
+            Some(false) => {
+                return Err(ApiError::BadRequest(format!(
+                    "`{interface}` is linked to app `{exporter}`, which does not export it"
+                )));
+            }
+            Some(true) => {}
         }
     }
     Ok(())
