@@ -23,7 +23,7 @@
 use bytes::Bytes;
 use cloudware_engine::service::{ServiceImport, ServiceTarget};
 use cloudware_engine::{
-    CallOrigin, CompiledComponent, Engine, EngineConfig, LinkPlan, LinkedComponent, Limits,
+    CallOrigin, CompiledComponent, Engine, EngineConfig, Limits, LinkPlan, LinkedComponent,
 };
 use http_body_util::{BodyExt, Empty};
 use std::sync::{Arc, OnceLock};

@@ -13,8 +13,8 @@
 use bytes::Bytes;
 use cloudware_engine::service::{ServiceImport, ServiceTarget};
 use cloudware_engine::{
-    CallError, CallOrigin, Capability, CompiledComponent, ComponentSettings, Engine, EngineConfig,
-    Limits, LinkPlan, LinkedComponent, LoadError, MAX_CALL_DEPTH, RequestState, ResponseBody,
+    CallError, CallOrigin, CompiledComponent, ComponentSettings, Engine, EngineConfig, Limits,
+    LinkPlan, LinkedComponent, LoadError, MAX_CALL_DEPTH, ResponseBody,
 };
 use http_body_util::{BodyExt, Empty};
 use std::sync::{Arc, OnceLock};
