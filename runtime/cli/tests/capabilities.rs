@@ -328,6 +328,25 @@ fn worker_grants(dir: &std::path::Path) -> String {
     path.to_str().expect("utf-8 path").to_owned()
 }
 
+/// Deploys `queue-producer` (at `jobs.test/`, sending to `jobs`) and
+/// `queue-worker` with the grants file `grants`.
+fn deploy_producer_and_worker(node: &Node, dev: &str, grants: &str) {
+    deploy_ok(
+        node,
+        dev,
+        "producer",
+        QUEUE_PRODUCER,
+        &["--route", "jobs.test/", "--send-queue", "jobs"],
+    );
+    deploy_ok(
+        node,
+        dev,
+        "worker",
+        QUEUE_WORKER,
+        &["--capabilities", grants],
+    );
+}
+
 /// POSTs `payload` to the producer and returns the message id it answers.
 fn send_job(node: &Node, payload: &str) -> u64 {
     let reply = gateway_send(node, "POST", "jobs.test", "/", &[], payload.as_bytes());
@@ -366,20 +385,7 @@ fn queued_jobs_are_all_processed_and_failing_ones_are_dead_lettered() {
     let dev = tenant_developer(&node, "acme");
     let grants_dir = tempfile::tempdir().expect("temp dir");
     deploy_kv_reader(&node, &dev, &["jobs-done"]);
-    deploy_ok(
-        &node,
-        &dev,
-        "producer",
-        QUEUE_PRODUCER,
-        &["--route", "jobs.test/", "--send-queue", "jobs"],
-    );
-    deploy_ok(
-        &node,
-        &dev,
-        "worker",
-        QUEUE_WORKER,
-        &["--capabilities", &worker_grants(grants_dir.path())],
-    );
+    deploy_producer_and_worker(&node, &dev, &worker_grants(grants_dir.path()));
 
     let mut jobs = Vec::new();
     for n in 0..20 {
@@ -394,7 +400,6 @@ fn queued_jobs_are_all_processed_and_failing_ones_are_dead_lettered() {
 
     // Both misbehaving jobs end up dead-lettered after their two attempts,
     // and were never recorded.
-    // TODO: check through `cloudware queue dlq jobs` too once the CLI has it.
     let letters = wait_until(
         "the failing jobs are dead-lettered",
         DELIVERY_TIMEOUT,
@@ -444,6 +449,59 @@ fn queued_jobs_are_all_processed_and_failing_ones_are_dead_lettered() {
         assert_eq!(jobs_queue["dead"], 2, "{jobs_queue}");
         (jobs_queue["depth"] == 0).then_some(())
     });
+
+    // The operator's view through the CLI: the dead letters with their
+    // errors, then a replay puts them back (they fail again, twice each).
+    let listed = cli_ok(&node, &dev, &["queue", "dlq", "jobs"]);
+    assert!(
+        listed.contains("asked to fail") && listed.contains(&failing.to_string()),
+        "{listed}"
+    );
+    let replayed = cli_json(
+        &node,
+        &dev,
+        &["queue", "replay", "jobs", "--id", &failing.to_string()],
+    );
+    assert_eq!(replayed["replayed"], 1, "{replayed}");
+    wait_until("the replayed job is dead again", DELIVERY_TIMEOUT, || {
+        let letters = cli_json(&node, &dev, &["queue", "dlq", "jobs"]);
+        let again = letters
+            .as_array()
+            .and_then(|list| list.iter().find(|l| l["id"] == failing).cloned())?;
+        (letters.as_array().map(Vec::len) == Some(2)).then_some(again)
+    });
+    let queues = cli_ok(&node, &dev, &["queue", "list"]);
+    assert!(queues.contains("jobs"), "{queues}");
+}
+
+#[test]
+fn a_full_queue_pushes_back_on_the_sender_and_loses_nothing() {
+    let node = Node::start(&[]);
+    let dev = tenant_developer(&node, "acme");
+    let grants_dir = tempfile::tempdir().expect("temp dir");
+    let grants = grants_dir.path().join("worker.toml");
+    // At most 3 messages in the queue; failing jobs wait a minute between
+    // attempts, so they stay in it.
+    std::fs::write(
+        &grants,
+        "[keyvalue]\nbuckets = [\"jobs-done\"]\n\
+         [[queues.consume]]\nqueue = \"jobs\"\nmax_attempts = 100\nbackoff_ms = 60000\nmax_depth = 3\n",
+    )
+    .expect("grants file");
+    deploy_producer_and_worker(&node, &dev, grants.to_str().expect("utf-8"));
+    let held: Vec<u64> = (0..3).map(|_| send_job(&node, "fail")).collect();
+    // The fourth is refused with back-pressure, and stored nowhere.
+    let reply = gateway_send(&node, "POST", "jobs.test", "/", &[], b"one too many");
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.text().contains("full"), "{}", reply.text());
+    let queues = cli_json(&node, &dev, &["queue", "list"]);
+    let jobs = queues
+        .as_array()
+        .and_then(|list| list.iter().find(|q| q["queue"] == "jobs").cloned())
+        .unwrap_or_else(|| panic!("no queue jobs in {queues}"));
+    assert_eq!(jobs["depth"], 3, "{jobs}");
+    assert_eq!(jobs["sent_total"], 3, "{jobs}");
+    assert_eq!(held.len(), 3);
 }
 
 #[test]
