@@ -214,6 +214,7 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 // A platform node (`cloudware up`) and the CLI driving it.
 // ---------------------------------------------------------------------------
 
+pub mod capabilities;
 mod node;
 #[allow(unused_imports)]
 pub use node::*;
