@@ -1,9 +1,10 @@
 //! The [`Bus`] handle: opening the store, sending, policies and statistics. Topics, consumers
 //! and dead letters add their methods in their own modules.
 
-use std::path::Path;
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::commit::GroupCommit;
 use crate::error::{BusError, SendError};
@@ -17,7 +18,8 @@ use crate::types::{BusConfig, CommitStats, NewMessage, QueueId, QueuePolicy, Que
 ///
 /// Must be used inside a Tokio runtime (consumers are Tokio tasks). Dropping the last clone
 /// (and every [`ConsumerHandle`](crate::ConsumerHandle) and in-flight handler) flushes and
-/// closes the database.
+/// closes the database, and returns once its file lock is released: the path can be reopened
+/// right away.
 #[derive(Clone)]
 pub struct Bus {
     pub(crate) inner: Arc<Inner>,
@@ -32,6 +34,43 @@ pub(crate) struct Inner {
     pub(crate) queues: Queues,
     pub(crate) topics: Topics,
     _db: sled::Db,
+    /// Dropped last, after everything that holds the database: waits until sled has released
+    /// its file lock.
+    _released: Released,
+}
+
+/// Longest wait for sled's background threads to release the database's file lock.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// sled's data file; its drop waits until sled no longer holds the file's lock.
+///
+/// sled 0.34 returns from dropping the last handle of a database while its IO thread pool may
+/// still hold the file (the write of the last buffer drops its handle a moment after waking the
+/// flush it completes; sled issue #1289), so reopening the path right after a drop could fail
+/// with "could not acquire lock". Waiting here makes "drop, then open" deterministic.
+struct Released(PathBuf);
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        let Ok(file) = File::open(&self.0) else {
+            return;
+        };
+        let deadline = Instant::now() + RELEASE_WAIT;
+        loop {
+            match file.try_lock() {
+                // Dropping `file` unlocks it again.
+                Ok(()) => return,
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => {
+                    tracing::warn!(path = %self.0.display(), error = %e,
+                        "sled still holds the bus database's lock after closing");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -56,7 +95,8 @@ impl Bus {
         let queues = Queues::new(config.default_policy.clone());
         load::load(&tree, &queues)?;
         // sled keeps everything in one data file, `db`; the flusher fdatasyncs it.
-        let data_file = std::fs::File::open(path.join("db"))
+        let data_path = path.join("db");
+        let data_file = File::open(&data_path)
             .map_err(|e| BusError::Storage(format!("opening sled's data file: {e}")))?;
         let commit = GroupCommit::start(db.clone(), data_file)
             .map_err(|e| BusError::Storage(e.to_string()))?;
@@ -68,6 +108,7 @@ impl Bus {
                 queues,
                 topics: Topics::default(),
                 _db: db,
+                _released: Released(data_path),
             }),
         })
     }

@@ -124,8 +124,7 @@ fn apply(queues: &Queues, found: Found) {
         let newest = entries.last().map_or(0, |e| e.0);
         let counter = found.counters.get(&key).copied().unwrap_or(1);
         log.init(counter.max(newest + 1).max(1), entries.first().map(|e| e.0));
-        let subs = log.subs.read().unwrap_or_else(|p| p.into_inner()).clone();
-        for state in subs {
+        for state in log.subs() {
             let mut q = state.lock();
             let Some(rec) = q.sub.clone() else { continue };
             for (id, attrs) in entries {

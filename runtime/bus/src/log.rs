@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use crate::queue::QueueState;
 use crate::store::{self, MessageRecord};
@@ -111,8 +111,10 @@ pub(crate) struct TopicLog {
     last: AtomicU64,
     /// Every entry up to this id has been removed from disk.
     collected: Mutex<u64>,
-    /// Every subscription queue of the topic (configured or not).
-    pub subs: RwLock<Vec<Arc<QueueState>>>,
+    /// Every subscription queue of the topic (configured or not). Weak: each queue holds its
+    /// log (`QueueState::log`), and the bus's queue map keeps the queues alive, so strong
+    /// references here would form a cycle that outlives the bus.
+    pub subs: RwLock<Vec<Weak<QueueState>>>,
     /// Entries not yet collected.
     pub cache: Cache,
 }
@@ -149,6 +151,16 @@ impl TopicLog {
         self.last.store(id, Ordering::SeqCst);
     }
 
+    /// The live subscription queues of the topic.
+    pub(crate) fn subs(&self) -> Vec<Arc<QueueState>> {
+        self.subs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
     /// Removes the entries every subscription has passed, in batches of [`GC_BATCH`].
     pub(crate) fn collect(&self, tree: &sled::Tree) -> Result<(), sled::Error> {
         let last = self.last();
@@ -157,6 +169,7 @@ impl TopicLog {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
+            .filter_map(Weak::upgrade)
             .map(|s| s.floor(last))
             .min()
             .unwrap_or(last);
@@ -201,6 +214,30 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         consumer.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_bus_frees_its_topic_logs_and_queues() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::open(dir.path(), BusConfig::default()).unwrap();
+        let sub = Subscription {
+            tenant: "acme".into(),
+            topic: "t".into(),
+            subscriber: "s".into(),
+            filter: Default::default(),
+        };
+        bus.set_subscriptions(vec![sub.clone()]);
+        bus.publish("acme", "t", NewMessage::new("x"))
+            .await
+            .unwrap();
+        drain(&bus, &sub).await;
+        let log = std::sync::Arc::downgrade(&bus.inner.queues.log("acme", "t"));
+        let queue = std::sync::Arc::downgrade(&bus.inner.queues.get(&sub.queue_id()).unwrap());
+        let inner = std::sync::Arc::downgrade(&bus.inner);
+        drop(bus);
+        assert!(inner.upgrade().is_none(), "the bus is freed");
+        assert!(log.upgrade().is_none(), "the topic log is freed");
+        assert!(queue.upgrade().is_none(), "the subscription queue is freed");
     }
 
     #[tokio::test]

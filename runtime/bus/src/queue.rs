@@ -246,7 +246,7 @@ impl Queues {
                     log.subs
                         .write()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push(state.clone());
+                        .push(Arc::downgrade(&state));
                 }
                 state
             })
