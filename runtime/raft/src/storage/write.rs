@@ -215,13 +215,24 @@ impl SledStorage {
         Ok(truncated)
     }
 
-    /// Makes every write so far durable (sled flush + fsync), on sled's I/O thread pool.
+    /// Makes every write so far durable: sled's flush (its buffers written
+    /// out with `sync_file_range`), then `fdatasync` of its data file so the
+    /// device's write cache and the file's size are durable too.
     pub(crate) async fn flush(&self) -> Result<(), StorageError> {
         self.tree
             .flush_async()
             .await
-            .map(drop)
-            .map_err(|e| StorageError::sled("flushing (fsync)", e))
+            .map_err(|e| StorageError::sled("flushing", e))?;
+        let file = self.data_file.clone();
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|e| {
+                StorageError::sled(
+                    "fdatasync",
+                    sled::Error::Io(std::io::Error::other(e.to_string())),
+                )
+            })?
+            .map_err(|e| StorageError::sled("fdatasync of sled's data file", sled::Error::Io(e)))
     }
 
     /// Adds removals of the stored entries `from..=to` to `batch`.
