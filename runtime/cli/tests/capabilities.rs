@@ -120,6 +120,20 @@ fn config_greeting_sees_config_and_secret_which_never_leak() {
         !node.stderr().contains(&secret),
         "the secret is in the node's log"
     );
+    // A new version deployed without `--secret` keeps the sealed secret
+    // (it cannot be read back to be sent again).
+    deploy_ok(
+        &node,
+        &dev,
+        "greeting",
+        CONFIG_GREETING,
+        &["--route", "/greet", "--config", "greeting=Hej"],
+    );
+    let reply = gateway_get(&node, "any.test", "/greet");
+    assert_eq!(
+        reply.text(),
+        format!("Hej, world!\napi_key: set ({} bytes)\n", secret.len())
+    );
     let files = files_under(&node.data_dir());
     assert!(!files.is_empty(), "the data dir holds files");
     for file in files {

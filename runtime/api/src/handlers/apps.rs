@@ -35,11 +35,23 @@ pub async fn deploy(
         .collect::<Result<Vec<_>, _>>()?;
     OutboundPolicy::allow(&request.allow_outbound)
         .map_err(|err| ApiError::BadRequest(err.to_string()))?;
-    let capabilities = context
+    let mut capabilities = context
         .reconciler
         .capabilities()
         .prepare(&tenant, &app, &request.capabilities)
         .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    // Secrets are never shown back, so a deploy that names none keeps the
+    // current version's (sealed for this app, so still valid); an empty
+    // `secrets` object removes them.
+    if !request.capabilities.contains_key("secrets")
+        && let Some(sealed) = context.control.read(|state| {
+            state
+                .current_deployment(&tenant, &app)
+                .and_then(|current| current.capabilities.get("secrets").cloned())
+        })
+    {
+        capabilities.insert("secrets".to_owned(), sealed);
+    }
     check_imports(
         &context,
         &tenant,

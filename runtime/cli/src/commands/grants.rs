@@ -23,6 +23,7 @@ pub struct GrantArgs {
     pub kv_buckets: Vec<String>,
     /// A secret for the component (wasi:config), sealed at rest and never
     /// shown back; `NAME=@FILE` reads the value from FILE (repeatable).
+    /// A deploy without any keeps the current version's secrets.
     #[arg(long = "secret", value_name = "NAME=VALUE", value_parser = parse::config_pair)]
     pub secrets: Vec<(String, String)>,
     /// Let the component send to queue NAME (repeatable).
