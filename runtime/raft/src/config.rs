@@ -13,6 +13,11 @@ pub struct RaftConfig {
     pub dir: PathBuf,
     /// This node's raft id; must be non-zero and unique in the cluster.
     pub node_id: u64,
+    /// The voters a fresh (empty) directory is bootstrapped with. Empty (the default) means a
+    /// single-member group of `node_id`. To start an N-member group, give every member the same
+    /// list (which must contain its own `node_id`). Ignored when the directory already holds a
+    /// raft state: membership then comes from the log.
+    pub initial_voters: Vec<u64>,
     /// Take a state machine snapshot and compact the log after this many applied entries.
     /// Default 10 000.
     pub snapshot_every: u64,
@@ -45,6 +50,7 @@ impl RaftConfig {
         RaftConfig {
             dir: dir.into(),
             node_id,
+            initial_voters: Vec::new(),
             snapshot_every: 10_000,
             log_tail: 1_000,
             tick: Duration::from_millis(100),
@@ -63,6 +69,12 @@ impl RaftConfig {
         if self.node_id == 0 {
             return fail("node_id must be non-zero");
         }
+        if self.initial_voters.contains(&0) {
+            return fail("initial_voters must not contain 0");
+        }
+        if !self.initial_voters.is_empty() && !self.initial_voters.contains(&self.node_id) {
+            return fail("initial_voters must contain node_id");
+        }
         if self.snapshot_every == 0 {
             return fail("snapshot_every must be at least 1");
         }
@@ -78,6 +90,18 @@ impl RaftConfig {
         self.raft_config(0)
             .validate()
             .map_err(|e| RaftError::Config(e.to_string()))
+    }
+
+    /// The voters to bootstrap an empty directory with: `initial_voters`, sorted and
+    /// deduplicated, or just `node_id`.
+    pub(crate) fn bootstrap_voters(&self) -> Vec<u64> {
+        if self.initial_voters.is_empty() {
+            return vec![self.node_id];
+        }
+        let mut voters = self.initial_voters.clone();
+        voters.sort_unstable();
+        voters.dedup();
+        voters
     }
 
     /// The raft-rs configuration, resuming at `applied`.
@@ -116,5 +140,18 @@ mod tests {
         let mut bad = config.clone();
         bad.heartbeat_ticks = 20;
         assert!(matches!(bad.validate(), Err(RaftError::Config(_))));
+    }
+
+    #[test]
+    fn initial_voters_default_to_self_and_must_contain_self() {
+        let mut config = RaftConfig::new("/tmp/x", 2);
+        assert_eq!(config.bootstrap_voters(), vec![2]);
+        config.initial_voters = vec![3, 1, 2, 3];
+        config.validate().unwrap();
+        assert_eq!(config.bootstrap_voters(), vec![1, 2, 3]);
+        config.initial_voters = vec![1, 3];
+        assert!(matches!(config.validate(), Err(RaftError::Config(_))));
+        config.initial_voters = vec![0, 2];
+        assert!(matches!(config.validate(), Err(RaftError::Config(_))));
     }
 }

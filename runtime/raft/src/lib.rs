@@ -16,11 +16,13 @@
 //!   index, [`status`](RaftNode::status), [`compact_now`](RaftNode::compact_now),
 //!   [`shutdown`](RaftNode::shutdown).
 //! - [`SledStorage`] — raft-rs's `Storage` over sled: entries, hard state, membership, snapshot.
-//! - [`Transport`] — where outgoing raft messages go; [`LocalTransport`] for a single member.
+//! - [`Transport`] — where outgoing raft messages go; [`LocalTransport`] for a single member,
+//!   [`TcpTransport`] plus [`serve_peers`] (module [`tcp`]) for a group of several.
 //!
-//! The cluster starts with one member. Adding members later reuses the same code path: a peer
-//! transport, [`RaftNode::step`] for incoming messages, and conf-change entries (which the
-//! driver already applies and persists).
+//! A group starts with one member by default, or with a fixed set of voters
+//! ([`RaftConfig::initial_voters`]) connected by [`TcpTransport`]/[`serve_peers`], which feeds
+//! incoming messages to [`RaftNode::step`]. Changing membership later goes through conf-change
+//! entries (which the driver already applies and persists).
 //!
 //! Durability: a proposal resolves only after its entry was fsynced and applied. The state
 //! machine itself is not persisted; it is rebuilt on open from the latest snapshot plus the log
@@ -33,12 +35,14 @@ mod logger;
 mod node;
 mod pending;
 pub mod storage;
+pub mod tcp;
 mod transport;
 
 pub use config::RaftConfig;
 pub use error::{ProposeError, RaftError, StorageError};
 pub use node::{RaftNode, RaftStatus, Role};
 pub use storage::{LogPosition, SledStorage};
+pub use tcp::{PeerInbox, PeerServer, TcpTransport, TcpTransportConfig, serve_peers};
 pub use transport::{LocalTransport, Transport};
 
 /// raft-rs's protobuf messages (for transports) and its `Storage` trait.

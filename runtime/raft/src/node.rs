@@ -98,6 +98,10 @@ impl RaftNode {
     /// committed log after it and — as the sole voter — wins the election and applies the rest
     /// of its log. It returns once that is done, so the state is complete and proposals are
     /// accepted. Must be called within a tokio runtime.
+    ///
+    /// With several voters (`config.initial_voters`, or a stored membership of more than one),
+    /// use [`RaftNode::open_with_transport`] with a peer transport: `open` then returns once the
+    /// locally committed log is replayed; leadership comes from an election among the peers.
     pub async fn open<S: StateMachine>(
         config: RaftConfig,
         state_machine: S,
@@ -300,6 +304,14 @@ impl RaftNode {
             .map_err(|_| RaftError::Stopped { reason: None })
     }
 
+    /// Like [`RaftNode::report_unreachable`] but without waiting: returns `false` (and drops the
+    /// report) if the request queue is full or the node stopped. For synchronous callbacks.
+    pub fn try_report_unreachable(&self, node_id: u64) -> bool {
+        self.requests
+            .try_send(Request::ReportUnreachable { node_id })
+            .is_ok()
+    }
+
     /// Tells raft that messages to `node_id` could not be delivered (for peer transports).
     pub async fn report_unreachable(&self, node_id: u64) -> Result<(), RaftError> {
         self.requests
@@ -352,8 +364,9 @@ fn recover<S: StateMachine>(
         source,
     })?;
     if !storage.is_initialized() {
-        storage.bootstrap(vec![config.node_id], state_machine.snapshot())?;
-        tracing::info!(dir = %config.dir.display(), "bootstrapped a single-member raft cluster");
+        let voters = config.bootstrap_voters();
+        storage.bootstrap(voters.clone(), state_machine.snapshot())?;
+        tracing::info!(dir = %config.dir.display(), ?voters, "bootstrapped a raft cluster");
         let applied = storage.snapshot_position().index;
         return Ok(Recovered {
             storage,

@@ -1,9 +1,10 @@
 //! How raft messages leave this node.
 //!
 //! The driver hands every outgoing raft message to a [`Transport`], always after the entries and
-//! hard state they depend on are durable. Today the cluster has one member, so nothing is ever
-//! addressed to another node and [`LocalTransport`] suffices; a peer transport (gRPC, QUIC, …)
-//! implements the same trait and feeds messages it receives into
+//! hard state they depend on are durable. A single member never addresses another node, so
+//! [`LocalTransport`] suffices; a group of several uses a peer transport such as
+//! [`TcpTransport`](crate::TcpTransport), whose receiving side
+//! ([`serve_peers`](crate::serve_peers)) feeds messages into
 //! [`RaftNode::step`](crate::RaftNode::step) — the node has no other code path for clusters.
 
 use raft::eraftpb::Message;

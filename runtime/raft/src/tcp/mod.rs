@@ -1,0 +1,68 @@
+//! Raft over plain TCP: [`TcpTransport`] sends a node's outgoing messages to its peers,
+//! [`serve_peers`] accepts the peers' connections and feeds what they send into
+//! [`RaftNode::step`](crate::RaftNode::step).
+//!
+//! ```text
+//! driver ─► TcpTransport::send ─► per-peer bounded queue ─► writer task ─► TCP ─┐
+//!                                  (full: drop + count)      (reconnects with    │
+//!                                                             capped backoff)    │
+//! peer's RaftNode::step ◄─ connection task ◄─ serve_peers (accept loop) ◄────────┘
+//! ```
+//!
+//! Every connection is one-way: the dialing node writes frames, the accepting node only reads
+//! them. A frame is a `u32` big-endian length followed by that many bytes of a protobuf-encoded
+//! [`raft::eraftpb::Message`] (see [`frame`]); frames over [`MAX_FRAME_BYTES`] or that do not
+//! decode close the connection.
+//!
+//! Delivery is best effort, as raft expects: a message that finds its peer's queue full, its
+//! peer unknown or its connection broken is dropped (and counted); raft re-sends what matters
+//! (heartbeats, append probes). When a peer cannot be reached the transport calls its
+//! unreachable callback, normally wired to
+//! [`RaftNode::try_report_unreachable`](crate::RaftNode::try_report_unreachable) with
+//! [`TcpTransport::report_unreachable_to`].
+//!
+//! Not yet: TLS and peer authentication. Anyone who can reach the listener can inject raft
+//! messages, so bind it to a private network only. Mutual TLS (rustls, certificates naming the
+//! node id) is planned to wrap both sides of these connections.
+
+mod client;
+pub mod frame;
+mod server;
+
+use std::time::Duration;
+
+pub use client::TcpTransport;
+pub use frame::{FrameError, MAX_FRAME_BYTES};
+pub use server::{PeerInbox, PeerServer, serve_peers};
+
+/// Tuning for [`TcpTransport`]. [`Default`] gives production values.
+#[derive(Debug, Clone)]
+pub struct TcpTransportConfig {
+    /// Messages queued per peer before new ones are dropped. Default 1 024.
+    pub queue_capacity: usize,
+    /// How long one connection attempt may take. Default 1 s.
+    pub connect_timeout: Duration,
+    /// How long one batch of frames may take to write before the connection is deemed broken.
+    /// Default 5 s.
+    pub write_timeout: Duration,
+    /// Wait after the first failed connection attempt; doubles per failure. Default 50 ms.
+    pub backoff_initial: Duration,
+    /// Cap of the reconnection backoff. Default 2 s.
+    pub backoff_max: Duration,
+    /// Largest frame sent; bigger messages are dropped with a warning. Default
+    /// [`MAX_FRAME_BYTES`].
+    pub max_frame_bytes: usize,
+}
+
+impl Default for TcpTransportConfig {
+    fn default() -> Self {
+        TcpTransportConfig {
+            queue_capacity: 1_024,
+            connect_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            max_frame_bytes: MAX_FRAME_BYTES,
+        }
+    }
+}
