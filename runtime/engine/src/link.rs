@@ -216,26 +216,11 @@ impl CompiledComponent {
 impl CompiledComponent {
     /// The type of the exported interface `name`, if it is exported.
     pub fn exported_interface(&self, name: &str) -> Option<ComponentInstance> {
-        exported_interface(&self.engine, &self.component, name)
-    }
-}
-
-impl LinkedComponent {
-    /// The type of the exported interface `name`, if it is exported.
-    pub fn exported_interface(&self, name: &str) -> Option<ComponentInstance> {
-        exported_interface(&self.inner.engine, &self.inner.component, name)
-    }
-}
-
-fn exported_interface(
-    engine: &Engine,
-    component: &Component,
-    name: &str,
-) -> Option<ComponentInstance> {
-    let ty = component.component_type();
-    match ty.get_export(engine.wasmtime(), name)?.ty {
-        ComponentItem::ComponentInstance(instance) => Some(instance),
-        _ => None,
+        let ty = self.component.component_type();
+        match ty.get_export(self.engine.wasmtime(), name)?.ty {
+            ComponentItem::ComponentInstance(instance) => Some(instance),
+            _ => None,
+        }
     }
 }
 

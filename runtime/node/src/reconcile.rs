@@ -106,6 +106,7 @@ impl ServiceTarget for AppService {
 struct LinkInput<'a> {
     tenant: &'a str,
     app: &'a str,
+    version: u32,
     package: &'a str,
     config: &'a BTreeMap<String, String>,
     capabilities: &'a BTreeMap<String, Value>,
@@ -131,6 +132,10 @@ pub struct Reconciler {
     consumers: Consumers,
     /// Compiled components by package digest.
     loaded: Mutex<HashMap<Digest, CompiledComponent>>,
+    /// Linked components by (tenant, app, version): a version's package,
+    /// grants and links never change, so it is linked once, not on every
+    /// reconciliation pass.
+    linked: Mutex<HashMap<(String, String, u32), LinkedComponent>>,
     /// Held while a package is compiled, so concurrent passes compile it once.
     loading: tokio::sync::Mutex<()>,
     /// Instance quotas by (tenant, app); shared by all versions of an app.
@@ -159,6 +164,7 @@ impl Reconciler {
             capabilities,
             consumers,
             loaded: Mutex::new(HashMap::new()),
+            linked: Mutex::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
             quotas: Mutex::new(HashMap::new()),
             activating: Mutex::new(HashSet::new()),
@@ -276,6 +282,7 @@ impl Reconciler {
         let input = LinkInput {
             tenant,
             app,
+            version: deployment.version,
             package: &deployment.package,
             config: &deployment.config,
             capabilities: &deployment.capabilities,
@@ -363,6 +370,15 @@ impl Reconciler {
         input: &LinkInput<'_>,
         exporters: &HashMap<(String, String), String>,
     ) -> Result<LinkedComponent, String> {
+        let key = (input.tenant.to_owned(), input.app.to_owned(), input.version);
+        if let Some(linked) = self
+            .linked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(linked.clone());
+        }
         let compiled = self.component(input.package).await?;
         let grants = self
             .capabilities
@@ -388,7 +404,12 @@ impl Reconciler {
             });
         }
         let plan = LinkPlan { grants, services };
-        compiled.link(&plan).map_err(|err| err.to_string())
+        let linked = compiled.link(&plan).map_err(|err| err.to_string())?;
+        self.linked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, linked.clone());
+        Ok(linked)
     }
 
     /// Starts and stops consumers to match the published deployments.
@@ -427,6 +448,16 @@ impl Reconciler {
                 ),
             }
         }
+        // Forget the linked components of versions no longer current.
+        self.linked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(tenant, app, version), _| {
+                table
+                    .targets()
+                    .iter()
+                    .any(|t| t.tenant == *tenant && t.app == *app && t.version == *version)
+            });
         self.router
             .current
             .store(Arc::new(RouteMap { table, targets }));
@@ -441,6 +472,7 @@ impl Reconciler {
         let input = LinkInput {
             tenant: &route.tenant,
             app: &route.app,
+            version: route.version,
             package: &route.package,
             config: &route.config,
             capabilities: &route.capabilities,
