@@ -67,7 +67,7 @@ impl Default for ApiLimits {
 
 /// The API's routes.
 pub fn router(context: Arc<ApiContext>) -> Router {
-    use handlers::{apps, packages, partners, queues, status, tenants, tokens};
+    use handlers::{apps, nodes, packages, partners, queues, status, tenants, tokens};
     Router::new()
         .route("/openapi.json", get(openapi::document))
         .route("/v1/health", get(status::health))
@@ -89,6 +89,7 @@ pub fn router(context: Arc<ApiContext>) -> Router {
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{queue}/dead-letters", get(queues::dead_letters))
         .route("/v1/queues/{queue}/replay", post(queues::replay))
+        .route("/v1/nodes", get(nodes::list))
         .route("/v1/status", get(status::all))
         .route("/v1/apps/{app}/status", get(status::one))
         .fallback(handlers::not_found)

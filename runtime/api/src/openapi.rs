@@ -116,6 +116,13 @@ const OPERATIONS: &[Operation] = &[
     ),
     (
         "get",
+        "/v1/nodes",
+        "The cluster's hosts: raft role, mode, addresses, labels (operators).",
+        None,
+        Some("ClusterInfo"),
+    ),
+    (
+        "get",
         "/v1/apps/{app}/status",
         "Live figures of one app.",
         None,
@@ -272,6 +279,10 @@ fn schemas() -> Value {
             "status": { "enum": ["pending", "active", "failed", "superseded"] }, "reason": string, "current": { "type": "boolean" }, "created_at": int } },
         "Rollback": { "type": "object", "additionalProperties": false, "properties": { "to": int } },
         "Scale": { "type": "object", "required": ["instances"], "additionalProperties": false, "properties": { "instances": int, "min_warm": int } },
+        "ClusterInfo": { "type": "object", "properties": { "this": int, "leader": int, "term": int, "commit_index": int,
+            "hosts": { "type": "array", "items": { "$ref": "#/components/schemas/NodeInfo" } } } },
+        "NodeInfo": { "type": "object", "properties": { "id": int, "name": string, "role": string, "mode": string,
+            "cluster": string, "api": string, "gateway": string, "labels": { "type": "object", "additionalProperties": string } } },
         "AppStatus": { "type": "object", "properties": { "app": string, "tenant": string, "version": int, "instances": int, "busy": int, "idle": int,
             "requests_per_second": { "type": "number" }, "error_rate": { "type": "number" }, "p50_ms": { "type": "number" }, "p99_ms": { "type": "number" } } }
     })

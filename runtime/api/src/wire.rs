@@ -297,3 +297,41 @@ pub struct Replayed {
     /// Messages moved back into the queue.
     pub replayed: usize,
 }
+
+/// `GET /v1/nodes`: the cluster's hosts as the answering host sees them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterInfo {
+    /// The answering host's id.
+    pub this: u64,
+    /// The raft leader, if known.
+    pub leader: Option<u64>,
+    /// The raft term.
+    pub term: u64,
+    /// Highest committed log index (as this host knows it).
+    pub commit_index: u64,
+    /// Every host (one, `local`, on a node that is not part of a cluster).
+    pub hosts: Vec<NodeInfo>,
+}
+
+/// One host of the cluster.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeInfo {
+    /// Its id (= raft node id).
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// `leader`, `voter`, `learner` or `joining` (registered, not yet a raft member).
+    pub role: String,
+    /// `ready` or `draining`.
+    pub mode: String,
+    /// Its cluster address (empty outside a cluster).
+    pub cluster: String,
+    /// Its admin API address.
+    pub api: String,
+    /// Its gateway address.
+    pub gateway: String,
+    /// Placement labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+}

@@ -4,6 +4,10 @@
 //! The first start creates an operator token, prints it once and writes it
 //! to `DATA_DIR/admin.token` (mode 0600); only its hash is stored.
 //! Everything survives a restart.
+//!
+//! With `--cluster-listen` the node is a cluster host: the first one founds
+//! the cluster (and prints a join token), others join it with
+//! `--join PEER --join-token TOKEN`; see the `cloudware-cluster` crate.
 
 use crate::logging::LoggingArgs;
 use crate::settings::{Resolved, RunArgs};
@@ -41,7 +45,40 @@ pub struct UpArgs {
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub max_package_size: bytesize::ByteSize,
     #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// Cluster flags of `cloudware up`.
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// Be a cluster host: serve the cluster port (raft and host-to-host
+    /// calls, TLS) on this address. The first host founds the cluster.
+    #[arg(long, value_name = "ADDR")]
+    pub cluster_listen: Option<SocketAddr>,
+    /// The cluster address peers dial [default: the bound address].
+    #[arg(long, value_name = "ADDR", requires = "cluster_listen")]
+    pub cluster_advertise: Option<SocketAddr>,
+    /// Join the cluster of the host whose cluster port is at PEER (first
+    /// start only; a member restarts from its data directory).
+    #[arg(long, value_name = "PEER", requires_all = ["cluster_listen", "join_token"])]
+    pub join: Option<SocketAddr>,
+    /// The join token a member printed when it founded the cluster (also in
+    /// its DATA_DIR/cluster/join.token).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CLOUDWARE_JOIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub join_token: Option<String>,
+    /// This host's unique name in the cluster [default: the machine's hostname].
+    #[arg(long, value_name = "NAME", requires = "cluster_listen")]
+    pub name: Option<String>,
+    /// A placement label, `KEY=VALUE` (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", requires = "cluster_listen")]
+    pub labels: Vec<String>,
 }
 
 /// Runs a node until SIGINT or SIGTERM.
@@ -79,11 +116,32 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let control = Arc::new(ControlPlane::open(&data_dir.join("raft"), NODE_ID).await?);
+        let router = Arc::new(NodeRouter::default());
+        let gateway = Gateway::bind(listen, router.clone(), GatewayLimits::from_engine(&limits))
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let admin = tokio::net::TcpListener::bind(admin_listen)
+            .await
+            .with_context(|| format!("cannot listen on {admin_listen}"))?;
+        let gateway_addr = gateway.local_addr()?;
+        let admin_addr = admin.local_addr()?;
         let packages = PackageStore::open(data_dir.join("packages"))
             .context("cannot open the package store")?;
+        let (control, cluster) = match args.cluster.cluster_listen {
+            None => {
+                let control = ControlPlane::open(&data_dir.join("raft"), NODE_ID).await?;
+                (Arc::new(control), None)
+            }
+            Some(listen) => {
+                let options =
+                    cluster_options(&args.cluster, listen, &data_dir, admin_addr, gateway_addr)?;
+                let host = cloudware_cluster::ClusterHost::start(options, packages.clone())
+                    .await
+                    .context("cannot start the cluster host")?;
+                (host.control().clone(), Some(host))
+            }
+        };
         let metrics = Arc::new(Metrics::new());
-        let router = Arc::new(NodeRouter::default());
         let kv = keyvalue
             .open(&data_dir)
             .await
@@ -116,15 +174,7 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
             platform_key,
             Default::default(),
         ));
-        let gateway = Gateway::bind(listen, router.clone(), GatewayLimits::from_engine(&limits))
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?
-            .with_openapi(openapi);
-        let admin = tokio::net::TcpListener::bind(admin_listen)
-            .await
-            .with_context(|| format!("cannot listen on {admin_listen}"))?;
-        let gateway_addr = gateway.local_addr()?;
-        let admin_addr = admin.local_addr()?;
+        let gateway = gateway.with_openapi(openapi);
         let context = Arc::new(ApiContext {
             control: control.clone(),
             packages,
@@ -146,6 +196,21 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
                 stdout,
                 "Operator token (shown once; also in {}): {secret}",
                 data_dir.join("admin.token").display()
+            )?;
+        }
+        if let Some(host) = &cluster {
+            if let Some(token) = host.founded_with() {
+                writeln!(
+                    stdout,
+                    "Founded a cluster. Join token (also in {}): {token}",
+                    data_dir.join("cluster").join("join.token").display()
+                )?;
+            }
+            writeln!(
+                stdout,
+                "Cluster host {} on {}",
+                host.node_id(),
+                host.cluster_addr()
             )?;
         }
         writeln!(stdout, "Gateway on http://{gateway_addr}/")?;
@@ -176,7 +241,62 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
         let _ = serving_admin.await;
         reconciling.abort();
         control.shutdown().await;
+        drop(cluster);
         Ok(())
+    })
+}
+
+/// The cluster options of `cloudware up --cluster-listen`.
+fn cluster_options(
+    args: &ClusterArgs,
+    listen: SocketAddr,
+    data_dir: &Path,
+    api: SocketAddr,
+    gateway: SocketAddr,
+) -> anyhow::Result<cloudware_cluster::ClusterOptions> {
+    let join = match (args.join, &args.join_token) {
+        (Some(peer), Some(token)) => Some(cloudware_cluster::JoinSpec {
+            peer,
+            token: token
+                .parse()
+                .map_err(|err| anyhow::anyhow!("the join token is malformed: {err}"))?,
+        }),
+        _ => None,
+    };
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_string())
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "cloudware-host".to_string()),
+    };
+    let mut labels = std::collections::BTreeMap::new();
+    for label in &args.labels {
+        let (key, value) = label
+            .split_once('=')
+            .with_context(|| format!("--label {label}: expected KEY=VALUE"))?;
+        labels.insert(key.to_string(), value.to_string());
+    }
+    // Peers dial the admin API and gateway at the advertised cluster IP when
+    // they are bound to every interface.
+    let advertise_ip = args.cluster_advertise.unwrap_or(listen).ip();
+    let concrete = |addr: SocketAddr| {
+        if addr.ip().is_unspecified() {
+            SocketAddr::new(advertise_ip, addr.port())
+        } else {
+            addr
+        }
+    };
+    Ok(cloudware_cluster::ClusterOptions {
+        data_dir: data_dir.to_path_buf(),
+        listen,
+        advertise: args.cluster_advertise,
+        api: concrete(api),
+        gateway: concrete(gateway),
+        name,
+        labels,
+        join,
     })
 }
 

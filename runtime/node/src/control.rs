@@ -6,15 +6,32 @@
 //! that times out is retried with the *same* request id, which the state
 //! remembers, so a command is never applied twice. Readers take a shared
 //! view of the state and can watch the applied index to react to changes.
+//!
+//! In a cluster only the raft leader takes proposals: a host that is not
+//! the leader hands the envelope to its [`ProposalForwarder`] (the cluster's
+//! host-to-host calls), which proposes it on the leader; while there is no
+//! leader (an election) the proposal waits, bounded.
 
-use cloudware_raft::{ProposeError, RaftConfig, RaftError, RaftNode, StateMachine};
+use cloudware_raft::{ProposeError, RaftConfig, RaftError, RaftNode, StateMachine, Transport};
 use cloudware_state::{Command, CommandError, Envelope, Outcome, State};
+use futures::future::BoxFuture;
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// How often a dropped or timed-out proposal is retried.
 const PROPOSE_ATTEMPTS: usize = 3;
+
+/// How long a proposal waits for a leader (elections, forwarding retries).
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// Proposes an encoded [`Envelope`] on the leader, for a host that is not it.
+pub trait ProposalForwarder: Send + Sync + 'static {
+    /// Sends `envelope` (JSON) to host `leader` and returns its raft outcome
+    /// bytes (what [`RaftNode::propose`] returned there).
+    fn forward(&self, leader: u64, envelope: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, String>>;
+}
 
 /// Why a proposal did not produce an outcome.
 #[derive(Debug, thiserror::Error)]
@@ -37,19 +54,43 @@ pub enum OpenError {
 
 /// The replicated desired state of this node.
 pub struct ControlPlane {
-    raft: RaftNode,
+    raft: Arc<RaftNode>,
     state: Arc<RwLock<State>>,
+    forwarder: OnceLock<Arc<dyn ProposalForwarder>>,
 }
 
 impl ControlPlane {
-    /// Opens (or recovers) the raft log in `dir` as member `node_id`.
+    /// Opens (or recovers) the raft log in `dir` as the only member
+    /// `node_id`.
     pub async fn open(dir: &Path, node_id: u64) -> Result<Self, OpenError> {
+        Self::open_with(
+            RaftConfig::new(dir, node_id),
+            cloudware_raft::LocalTransport,
+        )
+        .await
+    }
+
+    /// Opens (or recovers) the raft log as configured, sending to peers
+    /// through `transport` (a cluster member).
+    pub async fn open_with<T: Transport>(
+        config: RaftConfig,
+        transport: T,
+    ) -> Result<Self, OpenError> {
         let state = Arc::new(RwLock::new(State::new()));
         let machine = ReplicatedState {
             state: state.clone(),
         };
-        let raft = RaftNode::open(RaftConfig::new(dir, node_id), machine).await?;
-        Ok(ControlPlane { raft, state })
+        let raft = RaftNode::open_with_transport(config, machine, transport).await?;
+        Ok(ControlPlane {
+            raft: Arc::new(raft),
+            state,
+            forwarder: OnceLock::new(),
+        })
+    }
+
+    /// Sets how proposals reach the leader when this host is not it (once).
+    pub fn set_forwarder(&self, forwarder: Arc<dyn ProposalForwarder>) {
+        let _ = self.forwarder.set(forwarder);
     }
 
     /// Proposes `command` and waits until it is committed and applied.
@@ -57,21 +98,59 @@ impl ControlPlane {
         let envelope = Envelope::new(new_request_id(), command);
         let bytes = serde_json::to_vec(&envelope)
             .map_err(|err| ProposeFailure::Unavailable(format!("cannot encode command: {err}")))?;
-        let mut last_error = None;
-        for _ in 0..PROPOSE_ATTEMPTS {
-            match self.raft.propose(bytes.clone()).await {
-                Ok(outcome) => return decode_outcome(&outcome),
+        let outcome = self.propose_envelope(&envelope.request_id, bytes).await?;
+        decode_outcome(&outcome)
+    }
+
+    /// Proposes an encoded envelope — here if this host leads, else through
+    /// the forwarder on the leader — retrying dropped and timed-out attempts
+    /// (same request id: never applied twice) and waiting out elections.
+    /// Returns raft's outcome bytes.
+    pub async fn propose_envelope(
+        &self,
+        request_id: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Vec<u8>, ProposeFailure> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut attempts = 0;
+        let mut last_error = String::from("no attempt made");
+        while attempts < PROPOSE_ATTEMPTS {
+            let result = self.raft.propose(bytes.clone()).await;
+            let leader = match result {
+                Ok(outcome) => return Ok(outcome),
                 Err(err @ (ProposeError::Dropped | ProposeError::Timeout(_))) => {
-                    tracing::warn!(request_id = %envelope.request_id, error = %err, "retrying proposal");
-                    last_error = Some(err);
+                    tracing::warn!(request_id, error = %err, "retrying proposal");
+                    attempts += 1;
+                    last_error = err.to_string();
+                    continue;
                 }
+                Err(ProposeError::NotLeader { leader }) => leader,
                 Err(err) => return Err(ProposeFailure::Unavailable(err.to_string())),
+            };
+            match (leader, self.forwarder.get()) {
+                (Some(leader), Some(forwarder)) if leader != self.raft.id() => {
+                    match forwarder.forward(leader, bytes.clone()).await {
+                        Ok(outcome) => return Ok(outcome),
+                        Err(err) => {
+                            tracing::warn!(request_id, leader, error = %err, "forwarding to the leader failed; retrying");
+                            attempts += 1;
+                            last_error = format!("forwarding to host {leader}: {err}");
+                        }
+                    }
+                }
+                (Some(leader), None) if leader != self.raft.id() => {
+                    return Err(ProposeFailure::Unavailable(format!(
+                        "this host is not the leader (host {leader} is)"
+                    )));
+                }
+                _ => last_error = "no raft leader (an election is under way)".to_string(),
             }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(ProposeFailure::Unavailable(last_error.map_or_else(
-            || "no attempt made".to_string(),
-            |e| e.to_string(),
-        )))
+        Err(ProposeFailure::Unavailable(last_error))
     }
 
     /// Reads the current state.
@@ -84,8 +163,8 @@ impl ControlPlane {
         self.raft.subscribe()
     }
 
-    /// The raft node, for status and (later) cluster membership.
-    pub fn raft(&self) -> &RaftNode {
+    /// The raft node, for status and cluster membership.
+    pub fn raft(&self) -> &Arc<RaftNode> {
         &self.raft
     }
 

@@ -13,6 +13,6 @@ pub mod partners;
 pub mod reconcile;
 
 pub use capabilities::{GrantError, NodeCapabilities};
-pub use control::{ControlPlane, OpenError, ProposeFailure};
-pub use packages::{PackageStore, PutError, StoredPackage};
+pub use control::{ControlPlane, OpenError, ProposalForwarder, ProposeFailure};
+pub use packages::{PackageFetcher, PackageStore, PutError, StoredPackage};
 pub use reconcile::{AppLoad, NodeRouter, Reconciler};

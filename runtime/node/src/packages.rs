@@ -5,6 +5,11 @@
 //! renamed to `sha256-<hex>.wasm`, so a crash or a rejected upload never
 //! leaves a half-written package visible. Storing the same bytes twice is a
 //! no-op.
+//!
+//! In a cluster a package uploaded to one host is pulled by the others when
+//! they need it: [`PackageStore::read`] of a digest that is not here asks
+//! the store's [`PackageFetcher`] (peers, by digest), checks the bytes
+//! against the digest and stores them like an upload.
 
 use bytes::Bytes;
 use cloudware_engine::Digest;
@@ -50,10 +55,28 @@ pub struct StoredPackage {
     pub existed: bool,
 }
 
+/// Where a host gets a package it does not have (its cluster peers).
+pub trait PackageFetcher: Send + Sync + 'static {
+    /// The bytes of `digest`, from wherever they can be found. The store
+    /// checks them against the digest.
+    fn fetch<'a>(&'a self, digest: &'a Digest)
+    -> futures::future::BoxFuture<'a, io::Result<Bytes>>;
+}
+
 /// A directory of packages named by digest.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PackageStore {
     dir: PathBuf,
+    fetcher: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn PackageFetcher>>>,
+}
+
+impl std::fmt::Debug for PackageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackageStore")
+            .field("dir", &self.dir)
+            .field("fetcher", &self.fetcher.get().is_some())
+            .finish()
+    }
 }
 
 impl PackageStore {
@@ -68,7 +91,16 @@ impl PackageStore {
                 std::fs::remove_file(entry.path())?;
             }
         }
-        Ok(PackageStore { dir })
+        Ok(PackageStore {
+            dir,
+            fetcher: Default::default(),
+        })
+    }
+
+    /// Sets where missing packages are fetched from (once; later calls are
+    /// ignored). Clones of this store share it.
+    pub fn set_fetcher(&self, fetcher: std::sync::Arc<dyn PackageFetcher>) {
+        let _ = self.fetcher.set(fetcher);
     }
 
     /// The file holding `digest`'s bytes (whether or not it exists).
@@ -81,8 +113,42 @@ impl PackageStore {
         self.path(digest).is_file()
     }
 
-    /// Reads a stored package.
+    /// Reads a stored package; one that is not here is fetched (when a
+    /// fetcher is set), checked against its digest and stored first.
     pub async fn read(&self, digest: &Digest) -> io::Result<Vec<u8>> {
+        match tokio::fs::read(self.path(digest)).await {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                let Some(fetcher) = self.fetcher.get() else {
+                    return Err(err);
+                };
+                let bytes = fetcher.fetch(digest).await?;
+                let size = bytes.len() as u64;
+                let upload = futures::stream::iter([Ok::<_, io::Error>(bytes)]);
+                let stored = self
+                    .put(upload, Some(size), u64::MAX)
+                    .await
+                    .map_err(|err| io::Error::other(err.to_string()))?;
+                if stored.digest != *digest {
+                    if !stored.existed {
+                        let _ = self.remove(&stored.digest).await;
+                    }
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "fetched bytes of {digest} hash to {}; refused",
+                            stored.digest
+                        ),
+                    ));
+                }
+                tracing::info!(%digest, size, "package fetched from a peer");
+                tokio::fs::read(self.path(digest)).await
+            }
+            other => other,
+        }
+    }
+
+    /// Reads a package only if it is stored here (never fetches).
+    pub async fn read_local(&self, digest: &Digest) -> io::Result<Vec<u8>> {
         tokio::fs::read(self.path(digest)).await
     }
 

@@ -18,6 +18,11 @@ pub struct RaftConfig {
     /// list (which must contain its own `node_id`). Ignored when the directory already holds a
     /// raft state: membership then comes from the log.
     pub initial_voters: Vec<u64>,
+    /// Joining an existing group: an empty directory is *not* bootstrapped; the node starts
+    /// with no membership and waits for a member to add it (a conf change) and for the
+    /// leader's snapshot. Default `false`. Ignored when the directory already holds a raft
+    /// state.
+    pub join: bool,
     /// Take a state machine snapshot and compact the log after this many applied entries.
     /// Default 10 000.
     pub snapshot_every: u64,
@@ -51,6 +56,7 @@ impl RaftConfig {
             dir: dir.into(),
             node_id,
             initial_voters: Vec::new(),
+            join: false,
             snapshot_every: 10_000,
             log_tail: 1_000,
             tick: Duration::from_millis(100),
@@ -74,6 +80,9 @@ impl RaftConfig {
         }
         if !self.initial_voters.is_empty() && !self.initial_voters.contains(&self.node_id) {
             return fail("initial_voters must contain node_id");
+        }
+        if self.join && !self.initial_voters.is_empty() {
+            return fail("a joining node takes its membership from the group, not initial_voters");
         }
         if self.snapshot_every == 0 {
             return fail("snapshot_every must be at least 1");

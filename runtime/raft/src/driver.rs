@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
@@ -39,6 +39,10 @@ pub(crate) enum Request {
     ReadIndex {
         reply: ReadReply,
     },
+    ChangeMembership {
+        change: ConfChange,
+        reply: ProposeReply,
+    },
     CompactNow {
         reply: oneshot::Sender<Result<u64, RaftError>>,
     },
@@ -47,6 +51,9 @@ pub(crate) enum Request {
     },
     ReportUnreachable {
         node_id: u64,
+    },
+    TransferLeader {
+        to: u64,
     },
 }
 
@@ -138,6 +145,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
     async fn handle_request(&mut self, request: Request) -> Result<(), RaftError> {
         match request {
             Request::Propose { command, reply } => self.propose(command, reply),
+            Request::ChangeMembership { change, reply } => self.change_membership(change, reply),
             Request::ReadIndex { reply } => {
                 if let Err(e) = self.check_leader() {
                     let _ = reply.send(Err(e));
@@ -163,6 +171,10 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                 }
             }
             Request::ReportUnreachable { node_id } => self.raw.report_unreachable(node_id),
+            Request::TransferLeader { to } => {
+                tracing::info!(to, "transferring leadership");
+                self.raw.transfer_leader(to);
+            }
         }
         Ok(())
     }
@@ -190,6 +202,27 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             }
             Err(error) => {
                 tracing::debug!(%error, "raft dropped a proposal");
+                let _ = reply.send(Err(ProposeError::Dropped));
+            }
+        }
+    }
+
+    /// Proposes a membership change; the proposer gets the resulting `ConfState` (protobuf) once
+    /// it is applied. raft-rs allows one pending change at a time: a second one while the first
+    /// is unapplied becomes a no-op entry, i.e. [`ProposeError::Dropped`].
+    fn change_membership(&mut self, change: ConfChange, reply: ProposeReply) {
+        if let Err(e) = self.check_leader() {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let id = self.ids.next_id();
+        match self.raw.propose_conf_change(id.to_vec(), change) {
+            Ok(()) => {
+                let index = self.raw.raft.raft_log.last_index();
+                self.proposals.insert(index, id, reply);
+            }
+            Err(error) => {
+                tracing::info!(%error, "raft dropped a membership change");
                 let _ = reply.send(Err(ProposeError::Dropped));
             }
         }
@@ -259,7 +292,8 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             self.raw.advance_apply();
 
             let snapshot_index = self.raw.store().snapshot_position().index;
-            if self.applied.saturating_sub(snapshot_index) >= self.snapshot_every {
+            let wanted = self.raw.store().take_snapshot_wanted() && self.applied > snapshot_index;
+            if wanted || self.applied.saturating_sub(snapshot_index) >= self.snapshot_every {
                 self.snapshot_now().await?;
             }
             Ok(())
@@ -290,8 +324,15 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                         .on_applied(index, Some((&entry.context, outcome)));
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change(&entry)?;
-                    self.proposals.on_applied(index, None);
+                    let conf_state = self.apply_conf_change(&entry)?;
+                    let outcome = protobuf::Message::write_to_bytes(&conf_state).map_err(|e| {
+                        RaftError::Storage(StorageError::Encode {
+                            what: "conf state",
+                            source: e,
+                        })
+                    })?;
+                    self.proposals
+                        .on_applied(index, Some((&entry.context, outcome)));
                 }
             }
             self.applied = index;
@@ -313,13 +354,13 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         self.reads.on_applied(applied);
     }
 
-    /// Applies a membership change and stores the resulting [`raft::eraftpb::ConfState`].
-    /// Changes at or below the stored conf index are already in the stored membership (raft
-    /// re-delivers them on restart) and are skipped.
-    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), RaftError> {
+    /// Applies a membership change and stores the resulting [`raft::eraftpb::ConfState`], which
+    /// it returns. Changes at or below the stored conf index are already in the stored
+    /// membership (raft re-delivers them on restart) and are skipped.
+    fn apply_conf_change(&mut self, entry: &Entry) -> Result<ConfState, RaftError> {
         let index = entry.index;
         if index <= self.raw.store().conf_index() {
-            return Ok(());
+            return Ok(self.raw.store().conf_state().clone());
         }
         let corrupt = |e: protobuf::ProtobufError| {
             StorageError::corrupt(format!("conf change entry {index}"), e.to_string())
@@ -336,8 +377,10 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         let conf_state = applied
             .map_err(|e| RaftError::raft(format!("applying conf change entry {index}"), e))?;
         tracing::info!(index, ?conf_state, "membership changed");
-        self.raw.mut_store().set_conf_state(conf_state, index)?;
-        Ok(())
+        self.raw
+            .mut_store()
+            .set_conf_state(conf_state.clone(), index)?;
+        Ok(conf_state)
     }
 
     /// Replaces the state machine with a snapshot received from the leader (already stored).

@@ -21,8 +21,9 @@
 //!
 //! A group starts with one member by default, or with a fixed set of voters
 //! ([`RaftConfig::initial_voters`]) connected by [`TcpTransport`]/[`serve_peers`], which feeds
-//! incoming messages to [`RaftNode::step`]. Changing membership later goes through conf-change
-//! entries (which the driver already applies and persists).
+//! incoming messages to [`RaftNode::step`]. Membership changes go through conf changes
+//! ([`RaftNode::change_membership`]); a node opened with [`RaftConfig::join`] starts empty and
+//! waits to be added and sent the leader's snapshot.
 //!
 //! Durability: a proposal resolves only after its entry was fsynced and applied. The state
 //! machine itself is not persisted; it is rebuilt on open from the latest snapshot plus the log
@@ -40,9 +41,12 @@ mod transport;
 
 pub use config::RaftConfig;
 pub use error::{ProposeError, RaftError, StorageError};
-pub use node::{RaftNode, RaftStatus, Role};
+pub use node::{Membership, MembershipChange, RaftNode, RaftStatus, Role};
 pub use storage::{LogPosition, SledStorage};
-pub use tcp::{PeerInbox, PeerServer, TcpTransport, TcpTransportConfig, serve_peers};
+pub use tcp::{
+    PeerDialer, PeerInbox, PeerServer, PeerStream, PlainTcp, TcpTransport, TcpTransportConfig,
+    serve_peer_stream, serve_peers,
+};
 pub use transport::{LocalTransport, Transport};
 
 /// raft-rs's protobuf messages (for transports) and its `Storage` trait.

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use raft::eraftpb::Message;
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Message};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -45,6 +45,26 @@ impl From<StateRole> for Role {
             StateRole::Leader => Role::Leader,
         }
     }
+}
+
+/// One change of a group's membership, for [`RaftNode::change_membership`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add a voting member (or promote a learner).
+    AddVoter(u64),
+    /// Add a non-voting member that receives the log.
+    AddLearner(u64),
+    /// Remove a member.
+    Remove(u64),
+}
+
+/// A group's membership after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// Voting members.
+    pub voters: Vec<u64>,
+    /// Non-voting members.
+    pub learners: Vec<u64>,
 }
 
 /// A point-in-time view of the node, published by the driver after every round.
@@ -240,6 +260,54 @@ impl RaftNode {
             .await
     }
 
+    /// Changes the group's membership through a raft conf change and returns the membership once
+    /// the change is committed and applied here. Only the leader accepts changes
+    /// ([`ProposeError::NotLeader`] otherwise), one at a time ([`ProposeError::Dropped`] while
+    /// another is pending: retry). A node being added should already be reachable through the
+    /// transport; it catches up from the leader's snapshot.
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<Membership, ProposeError> {
+        let (node_id, change_type) = match change {
+            MembershipChange::AddVoter(id) => (id, ConfChangeType::AddNode),
+            MembershipChange::AddLearner(id) => (id, ConfChangeType::AddLearnerNode),
+            MembershipChange::Remove(id) => (id, ConfChangeType::RemoveNode),
+        };
+        let mut conf_change = ConfChange {
+            node_id,
+            ..Default::default()
+        };
+        conf_change.set_change_type(change_type);
+        let (reply, outcome) = oneshot::channel();
+        let request = Request::ChangeMembership {
+            change: conf_change,
+            reply,
+        };
+        let bytes = self.request(request, outcome, self.propose_timeout).await?;
+        let conf_state: ConfState =
+            protobuf::Message::parse_from_bytes(&bytes).map_err(|_| ProposeError::Dropped)?;
+        Ok(Membership {
+            voters: conf_state.voters,
+            learners: conf_state.learners,
+        })
+    }
+
+    /// Asks the leader (this node) to hand leadership to `to`, e.g. before this node is drained
+    /// or removed. Best effort: watch [`RaftNode::status`] for the outcome.
+    pub async fn transfer_leadership(&self, to: u64) -> Result<(), ProposeError> {
+        let status = self.status();
+        if status.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: status.leader,
+            });
+        }
+        self.requests
+            .send(Request::TransferLeader { to })
+            .await
+            .map_err(|_| ProposeError::Stopped)
+    }
+
     /// Confirms leadership through raft's read-index protocol and waits until this node has
     /// applied up to the returned index. State read afterwards is linearizable (reflects every
     /// command acknowledged before the call). With one member this completes immediately.
@@ -363,6 +431,14 @@ fn recover<S: StateMachine>(
         dir: config.dir.clone(),
         source,
     })?;
+    if !storage.is_initialized() && config.join {
+        tracing::info!(dir = %config.dir.display(), "empty store; waiting to be added to a group");
+        return Ok(Recovered {
+            storage,
+            state_machine,
+            applied: 0,
+        });
+    }
     if !storage.is_initialized() {
         let voters = config.bootstrap_voters();
         storage.bootstrap(voters.clone(), state_machine.snapshot())?;

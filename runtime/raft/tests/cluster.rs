@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudware_raft::{
-    PeerServer, ProposeError, RaftNode, Role, TcpTransport, TcpTransportConfig, serve_peers,
+    Membership, MembershipChange, PeerServer, ProposeError, RaftNode, Role, TcpTransport,
+    TcpTransportConfig, serve_peers,
 };
 use common::{Entries, Journal, init_tracing};
 use tokio::net::TcpListener;
@@ -36,6 +37,17 @@ impl Member {
     }
 }
 
+/// How a member's directory is initialized when empty.
+#[derive(Clone, Copy)]
+enum Bootstrap {
+    /// All of [`IDS`] as the initial voters.
+    Group,
+    /// A group of one (this member).
+    Alone,
+    /// No membership: wait to be added.
+    Join,
+}
+
 /// Starts member `id` on `dir` with a fresh listener, dialing `peers`.
 async fn start(
     id: u64,
@@ -43,9 +55,23 @@ async fn start(
     listener: TcpListener,
     peers: &BTreeMap<u64, SocketAddr>,
 ) -> Member {
+    start_as(id, dir, listener, peers, Bootstrap::Group).await
+}
+
+async fn start_as(
+    id: u64,
+    dir: &Path,
+    listener: TcpListener,
+    peers: &BTreeMap<u64, SocketAddr>,
+    bootstrap: Bootstrap,
+) -> Member {
     let mut config = common::config(dir);
     config.node_id = id;
-    config.initial_voters = IDS.to_vec();
+    match bootstrap {
+        Bootstrap::Group => config.initial_voters = IDS.to_vec(),
+        Bootstrap::Alone => {}
+        Bootstrap::Join => config.join = true,
+    }
     // Slower than the single-node tests' 20 ms: elections must not flap on a loaded machine.
     config.tick = Duration::from_millis(50);
     // A short tail, so compaction can force a lagging member to catch up from a snapshot.
@@ -117,6 +143,26 @@ async fn propose(members: &BTreeMap<u64, Member>, command: String) {
             }
         }
         assert!(Instant::now() < deadline, "no leader accepted {command}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Applies a membership change through the current leader; retries (bounded) while leadership
+/// moves or another change is pending.
+async fn change(members: &BTreeMap<u64, Member>, change: MembershipChange) -> Membership {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let leader = members
+            .values()
+            .find(|m| m.node.status().role == Role::Leader);
+        if let Some(leader) = leader {
+            match leader.node.change_membership(change).await {
+                Ok(membership) => return membership,
+                Err(ProposeError::NotLeader { .. } | ProposeError::Dropped) => {}
+                Err(error) => panic!("{change:?}: {error}"),
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader accepted {change:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -246,6 +292,106 @@ async fn three_members_elect_replicate_fail_over_and_catch_up() {
     wait_converged(&members, &commands).await;
     for member in members.values() {
         member.journal.assert_applied_once();
+    }
+    for (_, member) in members {
+        member.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_one_grows_by_conf_changes_then_loses_and_removes_its_founder() {
+    init_tracing();
+    let dirs: BTreeMap<u64, _> = IDS
+        .iter()
+        .map(|&id| (id, tempfile::tempdir().unwrap()))
+        .collect();
+    let mut listeners = BTreeMap::new();
+    let mut addrs = BTreeMap::new();
+    for id in IDS {
+        let listener = listener().await;
+        addrs.insert(id, listener.local_addr().unwrap());
+        listeners.insert(id, listener);
+    }
+    let mut members = BTreeMap::new();
+    let founder = start_as(
+        1,
+        dirs[&1].path(),
+        listeners.remove(&1).unwrap(),
+        &addrs,
+        Bootstrap::Alone,
+    )
+    .await;
+    assert_eq!(founder.node.status().voters, vec![1]);
+    assert_eq!(founder.node.status().role, Role::Leader);
+    members.insert(1, founder);
+    let mut commands: Vec<String> = (1..=30).map(|n| format!("early-{n}")).collect();
+    for command in &commands {
+        propose(&members, command.clone()).await;
+    }
+    // Compact, so the joiners must start from a snapshot.
+    members[&1].node.compact_now().await.unwrap();
+
+    for id in [2, 3] {
+        let joiner = start_as(
+            id,
+            dirs[&id].path(),
+            listeners.remove(&id).unwrap(),
+            &addrs,
+            Bootstrap::Join,
+        )
+        .await;
+        let status = joiner.node.status();
+        assert!(
+            status.voters.is_empty(),
+            "a joiner starts with no membership"
+        );
+        assert_eq!(status.applied_index, 0);
+        // A node outside the group cannot take proposals or membership changes.
+        assert!(matches!(
+            joiner
+                .node
+                .change_membership(MembershipChange::AddVoter(9))
+                .await,
+            Err(ProposeError::NotLeader { .. })
+        ));
+        members.insert(id, joiner);
+        let membership = change(&members, MembershipChange::AddVoter(id)).await;
+        assert!(membership.voters.contains(&id), "{membership:?}");
+        wait_converged(&members, &commands).await;
+    }
+    for member in members.values() {
+        wait_for("every member knows all three voters", SETTLE, || {
+            (member.node.status().voters == IDS.to_vec()).then_some(())
+        })
+        .await;
+    }
+    for n in 1..=10 {
+        let command = format!("three-{n}");
+        propose(&members, command.clone()).await;
+        commands.push(command);
+    }
+    let entries = wait_converged(&members, &commands).await;
+    let applied: Vec<_> = entries.iter().map(|(_, c)| c.clone()).collect();
+    assert_eq!(applied, commands, "applied once each, in order, everywhere");
+
+    // The founder is lost; the two joiners elect a leader and remove it from the group.
+    members.remove(&1).unwrap().stop().await;
+    let leader = wait_for("a new leader is elected", FAILOVER, || {
+        agreed_leader(&members)
+    })
+    .await;
+    assert_ne!(leader, 1);
+    let membership = change(&members, MembershipChange::Remove(1)).await;
+    assert_eq!(membership.voters, vec![2, 3]);
+    for member in members.values() {
+        member.transport.remove_peer(1);
+    }
+    propose(&members, "after-removal".to_string()).await;
+    commands.push("after-removal".to_string());
+    wait_converged(&members, &commands).await;
+    for member in members.values() {
+        member.journal.assert_applied_once();
+        assert_eq!(member.node.status().voters, vec![2, 3]);
     }
     for (_, member) in members {
         member.stop().await;

@@ -171,6 +171,47 @@ pub enum Command {
         /// The app's name.
         app: String,
     },
+    /// Adds a host to the cluster under the next free id, or under `id` (the founding host
+    /// is 1). → [`Outcome::HostJoined`]
+    JoinHost {
+        /// A fixed id (the founding host), or `None` for the next free one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        /// Its unique name.
+        name: String,
+        /// Where it listens.
+        addrs: crate::HostAddrs,
+        /// Its placement labels.
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+        /// When (unix milliseconds).
+        at: u64,
+    },
+    /// Records a host's new addresses. → [`Outcome::HostUpdated`]
+    UpdateHostAddrs {
+        /// The host.
+        id: u64,
+        /// Where it listens now.
+        addrs: crate::HostAddrs,
+    },
+    /// Marks a host ready or draining. → [`Outcome::HostUpdated`]
+    SetHostMode {
+        /// The host.
+        id: u64,
+        /// What the operator wants of it.
+        mode: crate::HostMode,
+    },
+    /// Forgets a host (after its raft membership was removed). → [`Outcome::HostRemoved`]
+    RemoveHost {
+        /// The host.
+        id: u64,
+    },
+    /// Sets the hash (SHA-256, lowercase hex) of the secret joining hosts present.
+    /// → [`Outcome::JoinSecretSet`]
+    SetJoinSecret {
+        /// The hash.
+        hash: String,
+    },
     /// Registers a partner of a tenant. → [`Outcome::PartnerRegistered`]
     RegisterPartner {
         /// The partner.
@@ -241,6 +282,17 @@ pub enum Outcome {
     },
     /// The partner was removed.
     PartnerRemoved,
+    /// A host joined under this id.
+    HostJoined {
+        /// Its id (and raft node id).
+        id: u64,
+    },
+    /// A host's record changed.
+    HostUpdated,
+    /// A host was forgotten.
+    HostRemoved,
+    /// The join secret was set.
+    JoinSecretSet,
 }
 
 /// What registering a package changed.

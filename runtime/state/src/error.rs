@@ -93,6 +93,27 @@ pub enum CommandError {
         app_id: String,
     },
 
+    /// A host's name, addresses or labels are malformed.
+    #[error("invalid host: {reason}")]
+    InvalidHostSpec {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A host with this name or id exists.
+    #[error("host `{name}` exists (id {id})")]
+    HostExists {
+        /// The name.
+        name: String,
+        /// The existing id.
+        id: u64,
+    },
+    /// No such host.
+    #[error("no host with id {id}")]
+    UnknownHost {
+        /// The id.
+        id: u64,
+    },
+
     /// A capability grant is malformed.
     #[error("invalid grant of capability `{capability}`: {reason}")]
     InvalidCapability {
@@ -340,6 +361,7 @@ impl CommandError {
             | ZeroLimit { .. }
             | InvalidCapability { .. }
             | InvalidPartner { .. }
+            | InvalidHostSpec { .. }
             | InvalidOutbound { .. }
             | InvalidConfigKey { .. }
             | TenantRequired { .. }
@@ -351,9 +373,11 @@ impl CommandError {
             | UnknownPackage { .. }
             | UnknownApp { .. }
             | UnknownVersion { .. }
-            | UnknownPartner { .. } => ErrorKind::NotFound,
+            | UnknownPartner { .. }
+            | UnknownHost { .. } => ErrorKind::NotFound,
             TenantExists { .. }
             | PartnerExists { .. }
+            | HostExists { .. }
             | TokenExists { .. }
             | SecretInUse
             | PackageMismatch { .. }

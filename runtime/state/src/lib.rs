@@ -82,6 +82,7 @@
 mod apps;
 mod command;
 mod error;
+mod hosts;
 mod packages;
 mod partners;
 mod recent;
@@ -102,6 +103,7 @@ pub use apps::{
 };
 pub use command::{Command, Envelope, Outcome, PackageRegistration};
 pub use error::{CommandError, ErrorKind, NameKind, SnapshotError};
+pub use hosts::{Host, HostAddrs, HostMode, MAX_HOSTS};
 pub use packages::Package;
 pub use partners::{MAX_PARTNER_METHODS, Partner};
 pub use recent::REMEMBERED_REQUESTS;

@@ -7,6 +7,7 @@
 
 use crate::apps::{App, Apps};
 use crate::error::SnapshotError;
+use crate::hosts::{Host, Hosts};
 use crate::packages::{Package, Packages};
 use crate::partners::{Partner, Partners};
 use crate::recent::{RecentRequests, Remembered};
@@ -33,6 +34,10 @@ struct SnapshotRef<'a> {
     packages: &'a BTreeMap<String, Package>,
     apps: &'a BTreeMap<String, BTreeMap<String, App>>,
     partners: &'a BTreeMap<String, Partner>,
+    hosts: &'a BTreeMap<u64, Host>,
+    last_host_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join_secret_hash: Option<&'a str>,
     recent_requests: &'a RecentRequests,
 }
 
@@ -44,6 +49,12 @@ struct SnapshotData {
     apps: BTreeMap<String, BTreeMap<String, App>>,
     #[serde(default)]
     partners: BTreeMap<String, Partner>,
+    #[serde(default)]
+    hosts: BTreeMap<u64, Host>,
+    #[serde(default)]
+    last_host_id: u64,
+    #[serde(default)]
+    join_secret_hash: Option<String>,
     recent_requests: Vec<Remembered>,
 }
 
@@ -58,6 +69,9 @@ impl State {
             packages: self.packages.map(),
             apps: self.apps.map(),
             partners: self.partners.map(),
+            hosts: self.hosts.map(),
+            last_host_id: self.hosts.last_id(),
+            join_secret_hash: self.hosts.join_secret_hash(),
             recent_requests: &self.recent,
         })
         .expect("the state has only string map keys, so it always serializes")
@@ -95,6 +109,7 @@ impl State {
             packages: Packages::from_parts(data.packages)?,
             apps: Apps::from_parts(data.apps)?,
             partners: Partners::from_parts(data.partners),
+            hosts: Hosts::from_parts(data.hosts, data.last_host_id, data.join_secret_hash),
             recent: RecentRequests::from_entries(data.recent_requests)?,
         })
     }

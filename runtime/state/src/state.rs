@@ -4,6 +4,7 @@
 use crate::apps::{App, Apps, Deployment, DeploymentRequest, Scale};
 use crate::command::{Command, Envelope, Outcome};
 use crate::error::CommandError;
+use crate::hosts::{Host, Hosts};
 use crate::packages::{NewPackage, Package, Packages};
 use crate::partners::{Partner, Partners};
 use crate::recent::RecentRequests;
@@ -21,6 +22,7 @@ pub struct State {
     pub(crate) packages: Packages,
     pub(crate) apps: Apps,
     pub(crate) partners: Partners,
+    pub(crate) hosts: Hosts,
     pub(crate) recent: RecentRequests,
 }
 
@@ -75,6 +77,17 @@ impl State {
                 self.partners.register(partner.clone())
             }
             Command::RemovePartner { tenant, app_id } => self.partners.remove(tenant, app_id),
+            Command::JoinHost {
+                id,
+                name,
+                addrs,
+                labels,
+                at,
+            } => self.hosts.join(*id, name, addrs, labels, *at),
+            Command::UpdateHostAddrs { id, addrs } => self.hosts.update_addrs(*id, addrs),
+            Command::SetHostMode { id, mode } => self.hosts.set_mode(*id, *mode),
+            Command::RemoveHost { id } => self.hosts.remove(*id),
+            Command::SetJoinSecret { hash } => self.hosts.set_join_secret(hash),
             Command::RegisterPackage {
                 digest,
                 tenant,
@@ -149,6 +162,21 @@ impl State {
             ),
             Command::DeleteApp { tenant, app } => self.apps.delete(tenant, app),
         }
+    }
+
+    /// Every host of the cluster, ordered by id.
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.map().values()
+    }
+
+    /// The host with `id`.
+    pub fn host(&self, id: u64) -> Option<&Host> {
+        self.hosts.map().get(&id)
+    }
+
+    /// The hash (SHA-256, lowercase hex) of the cluster's join secret, once set.
+    pub fn join_secret_hash(&self) -> Option<&str> {
+        self.hosts.join_secret_hash()
     }
 
     /// Every tenant, ordered by name.

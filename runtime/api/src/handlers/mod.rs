@@ -1,6 +1,7 @@
 //! The API's handlers, one module per resource.
 
 pub mod apps;
+pub mod nodes;
 pub mod packages;
 pub mod partners;
 pub mod queues;

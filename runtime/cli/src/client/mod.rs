@@ -79,6 +79,11 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/nodes`.
+    pub async fn list_nodes(&self) -> Result<wire::ClusterInfo, ApiError> {
+        self.get(&["nodes"], None).await
+    }
+
     /// `GET /v1/tenants`.
     pub async fn list_tenants(&self) -> Result<Vec<wire::TenantInfo>, ApiError> {
         self.get(&["tenants"], None).await

@@ -7,6 +7,7 @@
 pub mod deploy;
 pub mod global;
 pub mod grants;
+pub mod node;
 pub mod package;
 pub mod parse;
 pub mod partner;
@@ -52,6 +53,8 @@ pub enum ClientCommand {
     Queue(queue::QueueArgs),
     /// Partners calling exported functions through the signed `POST /openapi`.
     Partner(partner::PartnerArgs),
+    /// The cluster's hosts.
+    Node(node::NodeArgs),
 }
 
 /// Runs a client command to completion.
@@ -73,6 +76,7 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Token(args) => runtime.block_on(token::run(args)),
         ClientCommand::Queue(args) => runtime.block_on(queue::run(args)),
         ClientCommand::Partner(args) => runtime.block_on(partner::run(args)),
+        ClientCommand::Node(args) => runtime.block_on(node::run(args)),
     }
 }
 

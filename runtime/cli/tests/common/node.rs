@@ -202,10 +202,11 @@ impl Node {
                 .then(|| line.rsplit(' ').next().unwrap_or_default().to_string())
         });
         self.stdout_lines = lines;
-        self.token = std::fs::read_to_string(data_dir.join("admin.token"))
-            .expect("DATA_DIR/admin.token")
-            .trim()
-            .to_string();
+        // A host that joined a cluster has no token file: it uses the
+        // founder's (the tokens are replicated).
+        if let Ok(token) = std::fs::read_to_string(data_dir.join("admin.token")) {
+            self.token = token.trim().to_string();
+        }
     }
 }
 

@@ -48,6 +48,9 @@ pub struct SledStorage {
     snapshot: LogPosition,
     /// Index of the last entry (== `truncated.index` when the log is empty).
     last_index: u64,
+    /// Set when raft asked for a snapshot the stored one cannot serve (too old, or taken before
+    /// the requesting peer joined); the driver takes a fresh one.
+    snapshot_wanted: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SledStorage {
@@ -88,6 +91,7 @@ impl SledStorage {
             truncated: LogPosition::default(),
             snapshot: LogPosition::default(),
             last_index: 0,
+            snapshot_wanted: std::sync::atomic::AtomicBool::new(false),
         };
         storage.load()?;
         Ok(storage)
@@ -126,6 +130,13 @@ impl SledStorage {
     /// Index of the last stored entry (the truncated index when the log is empty).
     pub fn last_log_index(&self) -> u64 {
         self.last_index
+    }
+
+    /// Whether raft asked for a snapshot newer than the stored one since the last call (and
+    /// clears the request).
+    pub(crate) fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Bytes the whole sled database takes on disk.
@@ -373,10 +384,15 @@ impl Storage for SledStorage {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let snapshot = self.read_snapshot().map_err(to_raft)?;
-        if snapshot.get_metadata().index < request_index {
-            // The driver snapshots every `snapshot_every` entries; a newer one will come.
+        let conf_state = snapshot.get_metadata().get_conf_state();
+        let names_peer = conf_state.voters.contains(&to) || conf_state.learners.contains(&to);
+        if snapshot.get_metadata().index < request_index || !names_peer {
+            // A peer ignores a snapshot whose membership does not include it (one taken before
+            // it joined). Ask the driver for a fresh one; raft asks again on its next probe.
+            self.snapshot_wanted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             return Err(raft::Error::Store(
                 raft::StorageError::SnapshotTemporarilyUnavailable,
             ));

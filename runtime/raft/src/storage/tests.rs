@@ -117,13 +117,22 @@ fn snapshot_compacts_and_keeps_tail() {
         raft::StorageError::Compacted
     ));
     assert_eq!(storage.entry(12).unwrap(), None);
-    let snapshot = storage.snapshot(0, 2).unwrap();
+    let snapshot = storage.snapshot(0, 1).unwrap();
     assert_eq!(snapshot.get_metadata().index, 15);
     assert_eq!(snapshot.get_metadata().get_conf_state().voters, vec![1]);
+    assert!(!storage.take_snapshot_wanted());
     assert!(raft_err_is(
-        storage.snapshot(16, 2).unwrap_err(),
+        storage.snapshot(16, 1).unwrap_err(),
         raft::StorageError::SnapshotTemporarilyUnavailable
     ));
+    assert!(storage.take_snapshot_wanted(), "a newer snapshot is asked for");
+    assert!(!storage.take_snapshot_wanted(), "once");
+    // A peer the stored membership does not name would ignore this snapshot.
+    assert!(raft_err_is(
+        storage.snapshot(0, 2).unwrap_err(),
+        raft::StorageError::SnapshotTemporarilyUnavailable
+    ));
+    assert!(storage.take_snapshot_wanted());
     drop(storage);
 
     let storage = SledStorage::open(dir.path()).unwrap();

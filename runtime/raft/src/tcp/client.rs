@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use raft::eraftpb::Message;
 use tokio::io::AsyncWriteExt as _;
-use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use super::TcpTransportConfig;
 use super::frame::encode_frame;
+use super::{PeerDialer, PeerStream, PlainTcp, TcpTransportConfig};
 use crate::RaftNode;
 use crate::transport::Transport;
 
@@ -38,6 +37,7 @@ pub struct TcpTransport {
 struct Shared {
     node_id: u64,
     config: TcpTransportConfig,
+    dialer: Arc<dyn PeerDialer>,
     runtime: Handle,
     peers: Mutex<HashMap<u64, Peer>>,
     unreachable: Arc<RwLock<Option<Unreachable>>>,
@@ -71,10 +71,21 @@ impl TcpTransport {
     /// A transport for node `node_id` with no peers yet. Must be called within a tokio runtime
     /// (writer tasks are spawned on it).
     pub fn new(node_id: u64, config: TcpTransportConfig) -> Self {
+        Self::with_dialer(node_id, config, Arc::new(PlainTcp))
+    }
+
+    /// A transport that opens its connections through `dialer` (e.g. TLS, or a preamble that
+    /// authenticates this node) instead of plain TCP. Must be called within a tokio runtime.
+    pub fn with_dialer(
+        node_id: u64,
+        config: TcpTransportConfig,
+        dialer: Arc<dyn PeerDialer>,
+    ) -> Self {
         TcpTransport {
             shared: Arc::new(Shared {
                 node_id,
                 config,
+                dialer,
                 runtime: Handle::current(),
                 peers: Mutex::new(HashMap::new()),
                 unreachable: Arc::new(RwLock::new(None)),
@@ -95,6 +106,7 @@ impl TcpTransport {
             to: id,
             addr,
             config: self.shared.config.clone(),
+            dialer: Arc::clone(&self.shared.dialer),
             rx,
             unreachable: Arc::clone(&self.shared.unreachable),
             dropped: Arc::clone(&self.shared.dropped),
@@ -178,6 +190,7 @@ struct Link {
     to: u64,
     addr: SocketAddr,
     config: TcpTransportConfig,
+    dialer: Arc<dyn PeerDialer>,
     rx: mpsc::Receiver<Message>,
     unreachable: Arc<RwLock<Option<Unreachable>>>,
     dropped: Arc<AtomicU64>,
@@ -191,10 +204,10 @@ impl Link {
         let mut failures = 0u32;
         // Wait for something to send before (re)connecting.
         while let Some(first) = self.rx.recv().await {
-            let connected =
-                tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(self.addr))
-                    .await
-                    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+            let dialing = self.dialer.dial(self.to, self.addr);
+            let connected = tokio::time::timeout(self.config.connect_timeout, dialing)
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
             let error = match connected {
                 Ok(stream) => {
                     if failures > 0 {
@@ -249,10 +262,7 @@ impl Link {
     }
 
     /// Writes `first` and every following message; returns `Ok` once the queue closes.
-    async fn pump(&mut self, mut stream: TcpStream, first: Message) -> std::io::Result<()> {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
+    async fn pump(&mut self, mut stream: PeerStream, first: Message) -> std::io::Result<()> {
         let mut buf = Vec::with_capacity(BATCH_BYTES);
         let mut next = Some(first);
         loop {
@@ -274,7 +284,11 @@ impl Link {
             if buf.is_empty() {
                 continue;
             }
-            let written = tokio::time::timeout(self.config.write_timeout, stream.write_all(&buf))
+            let writing = async {
+                stream.write_all(&buf).await?;
+                stream.flush().await
+            };
+            let written = tokio::time::timeout(self.config.write_timeout, writing)
                 .await
                 .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
             if let Err(error) = written {

@@ -29,11 +29,47 @@ mod client;
 pub mod frame;
 mod server;
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
+
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
 
 pub use client::TcpTransport;
 pub use frame::{FrameError, MAX_FRAME_BYTES};
-pub use server::{PeerInbox, PeerServer, serve_peers};
+pub use server::{PeerInbox, PeerServer, serve_peer_stream, serve_peers};
+
+/// The write half a [`PeerDialer`] hands to the transport: frames are written to it.
+pub type PeerStream = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// A dialing future.
+pub type Dialing = Pin<Box<dyn Future<Output = std::io::Result<PeerStream>> + Send>>;
+
+/// How [`TcpTransport`] opens a connection to a peer. The default, [`PlainTcp`], connects and
+/// writes frames on the bare socket; a cluster wraps the socket (TLS, a preamble naming the
+/// protocol) and serves the other side with [`serve_peer_stream`].
+pub trait PeerDialer: Send + Sync + 'static {
+    /// Opens a connection to peer `peer` at `addr`, ready for frames.
+    fn dial(&self, peer: u64, addr: SocketAddr) -> Dialing;
+}
+
+/// Plain TCP with `TCP_NODELAY`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PlainTcp;
+
+impl PeerDialer for PlainTcp {
+    fn dial(&self, _peer: u64, addr: SocketAddr) -> Dialing {
+        Box::pin(async move {
+            let stream = TcpStream::connect(addr).await?;
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+            Ok(Box::pin(stream) as PeerStream)
+        })
+    }
+}
 
 /// Tuning for [`TcpTransport`]. [`Default`] gives production values.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raft::eraftpb::Message;
-use tokio::io::BufReader;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument as _;
@@ -110,8 +110,10 @@ async fn accept_loop<I: PeerInbox>(listener: TcpListener, inbox: Arc<I>, max_fra
                         from = tracing::field::Empty
                     );
                     let inbox = Arc::clone(&inbox);
+                    let _ = stream.set_nodelay(true);
                     connections.spawn(
-                        serve_connection(stream, inbox, max_frame_bytes).instrument(span),
+                        async move { serve_peer_stream(stream, &*inbox, max_frame_bytes).await }
+                            .instrument(span),
                     );
                 }
                 Err(error) => {
@@ -125,9 +127,14 @@ async fn accept_loop<I: PeerInbox>(listener: TcpListener, inbox: Arc<I>, max_fra
     }
 }
 
-/// Reads frames until the peer closes, a frame is refused, or the inbox stops.
-async fn serve_connection<I: PeerInbox>(stream: TcpStream, inbox: Arc<I>, max_frame_bytes: usize) {
-    let _ = stream.set_nodelay(true);
+/// Reads frames from one peer connection (already accepted, and unwrapped from TLS or a
+/// preamble if the cluster uses them) until the peer closes, a frame is refused, or the inbox
+/// stops; delivers each message to `inbox`.
+pub async fn serve_peer_stream<R, I>(stream: R, inbox: &I, max_frame_bytes: usize)
+where
+    R: AsyncRead + Unpin,
+    I: PeerInbox,
+{
     let mut reader = BufReader::with_capacity(64 << 10, stream);
     let mut from = None;
     tracing::debug!("raft peer connected");
@@ -160,6 +167,7 @@ mod tests {
     use super::*;
     use crate::tcp::frame::encode_frame;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
 
     async fn server(limit: usize) -> (PeerServer, mpsc::Receiver<Message>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,38 @@
+//! Many hosts, one platform: how a Cloudware host founds or joins a cluster and talks to its
+//! peers.
+//!
+//! ```text
+//!                 cluster port (TLS 1.3, cluster CA; ALPN picks the protocol)
+//!  peer ──────────► ├─ "cw-raft/1"  mutual TLS ─► raft frames ─► RaftNode::step
+//!                   └─ "http/1.1"   host-to-host calls (rpc):
+//!                        POST /v1/join        token-authenticated (no client certificate yet)
+//!                        POST /v1/members     add the calling host as a voter
+//!                        POST /v1/propose     a proposal forwarded to the leader
+//!                        GET  /v1/packages/D  a package's bytes, by digest
+//! ```
+//!
+//! - [`ClusterHost::start`] — found a cluster (the first host creates the cluster CA, its own
+//!   certificate and a join token), join one (`--join PEER` with the token: the peer checks the
+//!   token, allocates the host id through the replicated state, signs the new host's
+//!   certificate request and hands it the CA; the new host then asks to become a raft voter),
+//!   or restart as a member.
+//! - Proposals made on a host that is not the leader are forwarded to the leader
+//!   ([`cloudware_node::ProposalForwarder`]); packages a host lacks are pulled from its peers
+//!   by digest and checked ([`cloudware_node::PackageFetcher`]).
+//! - Peer addresses follow the replicated host registry (`cloudware_state::Host`).
+//!
+//! Modules: `files` (what a host keeps in `DATA_DIR/cluster`), `tls` (the configs per
+//! protocol), `listener` (the cluster port), `rpc` (the host-to-host calls, both sides),
+//! `peers` (raft transport addresses from the registry), `host` (founding, joining,
+//! restarting).
+
+mod files;
+mod host;
+mod listener;
+mod peers;
+mod rpc;
+mod tls;
+
+pub use files::ClusterDir;
+pub use host::{ClusterError, ClusterHost, ClusterOptions, JoinSpec};
+pub use rpc::RpcClient;

@@ -1,0 +1,115 @@
+//! The cluster port: accepts TLS connections and serves each by its ALPN protocol — raft
+//! frames (callers must present a cluster certificate) or host-to-host HTTP calls (the
+//! caller's host id, if it presented a certificate, goes with every request).
+
+use crate::rpc::Caller;
+use crate::tls::{ALPN_HTTP, ALPN_RAFT};
+use axum::Router;
+use cloudware_cluster_tls::PeerNodeId as _;
+use cloudware_cluster_tls::rustls::ServerConfig;
+use cloudware_cluster_tls::tokio_rustls::TlsAcceptor;
+use cloudware_raft::tcp::MAX_FRAME_BYTES;
+use cloudware_raft::{RaftNode, serve_peer_stream};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+use tower::ServiceExt as _;
+use tracing::Instrument as _;
+
+/// Bound of a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The running cluster port; dropping it closes the listener and its connections.
+pub(crate) struct ClusterListener {
+    task: JoinHandle<()>,
+}
+
+impl Drop for ClusterListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves the cluster port on `listener`.
+pub(crate) fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    raft: Arc<RaftNode>,
+    router: Router,
+) -> std::io::Result<ClusterListener> {
+    let local_addr = listener.local_addr()?;
+    let acceptor = TlsAcceptor::from(tls);
+    let span = tracing::info_span!("cluster_port", %local_addr);
+    let task = tokio::spawn(
+        async move {
+            tracing::info!("serving the cluster port");
+            let mut connections = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, remote)) => {
+                            let span = tracing::info_span!("cluster_conn", %remote);
+                            connections.spawn(
+                                connection(stream, acceptor.clone(), raft.clone(), router.clone())
+                                    .instrument(span),
+                            );
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "accepting a cluster connection failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
+            }
+        }
+        .instrument(span),
+    );
+    Ok(ClusterListener { task })
+}
+
+async fn connection(stream: TcpStream, acceptor: TlsAcceptor, raft: Arc<RaftNode>, router: Router) {
+    let _ = stream.set_nodelay(true);
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cluster TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("cluster TLS handshake timed out");
+            return;
+        }
+    };
+    let peer = tls.peer_node_id();
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    match alpn.as_deref() {
+        Some(ALPN_RAFT) => {
+            let Some(peer) = peer else {
+                tracing::warn!("raft connection without a cluster certificate; closing");
+                return;
+            };
+            tracing::debug!(peer, "raft peer connected");
+            serve_peer_stream(tls, &*raft, MAX_FRAME_BYTES).await;
+        }
+        Some(ALPN_HTTP) => {
+            let service = hyper::service::service_fn(
+                move |mut request: http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(Caller(peer));
+                    router.clone().oneshot(request.map(axum::body::Body::new))
+                },
+            );
+            if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%error, "cluster call connection ended");
+            }
+        }
+        other => {
+            tracing::warn!(alpn = ?other.map(String::from_utf8_lossy), "unknown cluster protocol; closing");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The calling side: one TLS connection per call (control-plane calls are rare; a pool is not
+//! worth its state yet), HTTP/1.1 inside, bounded by a timeout.
+
+use super::{JoinRequest, JoinResponse, RpcError};
+use crate::tls::{MemberTls, join_client};
+use bytes::Bytes;
+use cloudware_cluster_tls::JoinToken;
+use cloudware_engine::Digest;
+use cloudware_node::{ControlPlane, PackageFetcher, ProposalForwarder};
+use futures::future::BoxFuture;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Bound of one call (connect, handshake, request, answer).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound of a package download.
+const PACKAGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Largest answer read (packages are capped by the API's upload limit, well below this).
+const MAX_ANSWER: usize = 1 << 30;
+
+/// An answer: status and body.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Bytes,
+}
+
+impl Answer {
+    /// The error message of a non-2xx answer (and the leader it names, if any).
+    pub(crate) fn error(&self) -> (String, Option<u64>) {
+        match serde_json::from_slice::<RpcError>(&self.body) {
+            Ok(error) => (format!("{}: {}", self.status, error.error), error.leader),
+            Err(_) => (self.status.to_string(), None),
+        }
+    }
+}
+
+/// Calls other members of the cluster: forwards proposals to the leader, fetches packages.
+#[derive(Clone)]
+pub struct RpcClient {
+    self_id: u64,
+    tls: MemberTls,
+    control: Arc<ControlPlane>,
+}
+
+impl RpcClient {
+    pub(crate) fn new(self_id: u64, tls: MemberTls, control: Arc<ControlPlane>) -> Self {
+        RpcClient {
+            self_id,
+            tls,
+            control,
+        }
+    }
+
+    /// The cluster address of host `id`, from the replicated registry.
+    fn addr_of(&self, id: u64) -> Result<SocketAddr, String> {
+        let addr = self
+            .control
+            .read(|state| state.host(id).map(|host| host.addrs.cluster.clone()))
+            .ok_or_else(|| format!("host {id} is not in the registry"))?;
+        addr.parse()
+            .map_err(|_| format!("host {id} has a malformed address {addr}"))
+    }
+
+    /// Calls host `id` at `addr`.
+    pub(crate) async fn call(
+        &self,
+        id: u64,
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        let exchange = async {
+            let stream = cloudware_cluster_tls::connect(addr, id, self.tls.http_client.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            exchange(stream, method, path, body).await
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer from host {id} within {timeout:?}")))
+    }
+
+    /// Asks the group to make this host a voter, trying `hosts` (leader hints first) until one
+    /// leader accepts; bounded by `patience`.
+    pub(crate) async fn become_voter(
+        &self,
+        mut candidates: Vec<(u64, SocketAddr)>,
+        patience: Duration,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut last = String::from("no host to ask");
+        let mut next = 0;
+        while tokio::time::Instant::now() < deadline && !candidates.is_empty() {
+            let (id, addr) = candidates[next % candidates.len()];
+            next += 1;
+            match self
+                .call(
+                    id,
+                    addr,
+                    Method::POST,
+                    "/v1/members",
+                    Bytes::new(),
+                    CALL_TIMEOUT,
+                )
+                .await
+            {
+                Ok(answer) if answer.status.is_success() => return Ok(()),
+                Ok(answer) => {
+                    let (message, leader) = answer.error();
+                    last = format!("host {id}: {message}");
+                    if let Some(leader) = leader
+                        && let Some(pos) = candidates.iter().position(|(c, _)| *c == leader)
+                    {
+                        // Ask the leader next.
+                        let leader = candidates.remove(pos);
+                        candidates.insert(0, leader);
+                        next = 0;
+                    }
+                }
+                Err(err) => last = format!("host {id}: {err}"),
+            }
+            tracing::debug!(%last, "not a voter yet; retrying");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(last)
+    }
+}
+
+impl ProposalForwarder for RpcClient {
+    fn forward(&self, leader: u64, envelope: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, String>> {
+        Box::pin(async move {
+            let addr = self.addr_of(leader)?;
+            let answer = self
+                .call(
+                    leader,
+                    addr,
+                    Method::POST,
+                    "/v1/propose",
+                    Bytes::from(envelope),
+                    CALL_TIMEOUT,
+                )
+                .await?;
+            if answer.status.is_success() {
+                Ok(answer.body.to_vec())
+            } else {
+                Err(answer.error().0)
+            }
+        })
+    }
+}
+
+impl PackageFetcher for RpcClient {
+    fn fetch<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, std::io::Result<Bytes>> {
+        Box::pin(async move {
+            let peers: Vec<(u64, String)> = self.control.read(|state| {
+                state
+                    .hosts()
+                    .filter(|host| host.id != self.self_id)
+                    .map(|host| (host.id, host.addrs.cluster.clone()))
+                    .collect()
+            });
+            let path = format!("/v1/packages/{digest}");
+            let mut failures = Vec::new();
+            for (id, addr) in peers {
+                let Ok(addr) = addr.parse() else { continue };
+                match self
+                    .call(id, addr, Method::GET, &path, Bytes::new(), PACKAGE_TIMEOUT)
+                    .await
+                {
+                    Ok(answer) if answer.status.is_success() => return Ok(answer.body),
+                    Ok(answer) => failures.push(format!("host {id}: {}", answer.error().0)),
+                    Err(err) => failures.push(format!("host {id}: {err}")),
+                }
+            }
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no peer has {digest} ({})", failures.join("; ")),
+            ))
+        })
+    }
+}
+
+/// Asks the member at `peer` to admit this host (trusting the CA the token pins).
+pub(crate) async fn join_cluster(
+    peer: SocketAddr,
+    token: &JoinToken,
+    request: &JoinRequest,
+) -> Result<JoinResponse, String> {
+    let config = join_client(token).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    let exchange = async {
+        let stream = cloudware_cluster_tls::connect_for_join(peer, config)
+            .await
+            .map_err(|e| e.to_string())?;
+        exchange(stream, Method::POST, "/v1/join", Bytes::from(body)).await
+    };
+    let answer = tokio::time::timeout(CALL_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer from {peer} within {CALL_TIMEOUT:?}")))?;
+    if !answer.status.is_success() {
+        return Err(answer.error().0);
+    }
+    serde_json::from_slice(&answer.body).map_err(|e| format!("malformed join answer: {e}"))
+}
+
+/// One HTTP/1.1 request on an established stream.
+async fn exchange<S>(stream: S, method: Method, path: &str, body: Bytes) -> Result<Answer, String>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    let driving = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "cluster call connection ended");
+        }
+    });
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, "cloudware-cluster")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes();
+    driving.abort();
+    Ok(Answer { status, body })
+}

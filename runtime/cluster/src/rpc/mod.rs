@@ -1,0 +1,51 @@
+//! Host-to-host calls over the cluster port (HTTP/1.1 inside TLS): the messages both sides
+//! share, the server's routes (`server`) and the client (`client`).
+
+mod client;
+mod server;
+
+pub use client::RpcClient;
+pub(crate) use client::join_cluster;
+pub(crate) use server::{RpcState, router};
+
+use cloudware_cluster_tls::{HostCertificate, HostCsr};
+use cloudware_state::{Host, HostAddrs};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which host called (from its client certificate), set by the listener on every request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caller(pub(crate) Option<u64>);
+
+/// `POST /v1/join`: a new host asks to join.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct JoinRequest {
+    /// The join token's text.
+    pub(crate) token: String,
+    /// The new host's name.
+    pub(crate) name: String,
+    /// Where it listens.
+    pub(crate) addrs: HostAddrs,
+    /// Its placement labels.
+    #[serde(default)]
+    pub(crate) labels: BTreeMap<String, String>,
+    /// Its certificate request.
+    pub(crate) csr: HostCsr,
+}
+
+/// The answer to a join: the host's id and certificate, the CA (to admit others later) and
+/// the hosts to dial.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct JoinResponse {
+    pub(crate) certificate: HostCertificate,
+    pub(crate) ca_key_pem: String,
+    pub(crate) hosts: Vec<Host>,
+}
+
+/// An error answer: a message, and the leader when the callee is not it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RpcError {
+    pub(crate) error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) leader: Option<u64>,
+}

@@ -1,0 +1,52 @@
+//! The cluster port's TLS configurations, one per protocol (chosen by ALPN).
+
+use cloudware_cluster_tls::rustls::{ClientConfig, ServerConfig};
+use cloudware_cluster_tls::{HostIdentity, JoinToken};
+use std::sync::Arc;
+
+/// ALPN of raft message streams.
+pub(crate) const ALPN_RAFT: &[u8] = b"cw-raft/1";
+/// ALPN of host-to-host HTTP calls.
+pub(crate) const ALPN_HTTP: &[u8] = b"http/1.1";
+
+/// A member's TLS configurations.
+#[derive(Clone)]
+pub(crate) struct MemberTls {
+    /// The cluster port: client certificates optional (joining hosts have none; every route
+    /// but `join`, and raft, require one).
+    pub(crate) server: Arc<ServerConfig>,
+    /// Dialing peers for raft (mutual TLS).
+    pub(crate) raft_client: Arc<ClientConfig>,
+    /// Dialing peers for calls (mutual TLS).
+    pub(crate) http_client: Arc<ClientConfig>,
+}
+
+impl MemberTls {
+    pub(crate) fn new(identity: &HostIdentity) -> Result<MemberTls, cloudware_cluster_tls::Error> {
+        let mut server =
+            (*cloudware_cluster_tls::server_config_allowing_anonymous(identity)?).clone();
+        server.alpn_protocols = vec![ALPN_RAFT.to_vec(), ALPN_HTTP.to_vec()];
+        let client = cloudware_cluster_tls::client_config(identity)?;
+        Ok(MemberTls {
+            server: Arc::new(server),
+            raft_client: with_alpn(&client, ALPN_RAFT),
+            http_client: with_alpn(&client, ALPN_HTTP),
+        })
+    }
+}
+
+/// The configuration a joining host calls its peer with (trusts the CA pinned by the token).
+pub(crate) fn join_client(
+    token: &JoinToken,
+) -> Result<Arc<ClientConfig>, cloudware_cluster_tls::Error> {
+    Ok(with_alpn(
+        &cloudware_cluster_tls::join_client_config(token)?,
+        ALPN_HTTP,
+    ))
+}
+
+fn with_alpn(config: &Arc<ClientConfig>, alpn: &[u8]) -> Arc<ClientConfig> {
+    let mut config = (**config).clone();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(config)
+}
