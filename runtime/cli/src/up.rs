@@ -79,6 +79,10 @@ pub struct ClusterArgs {
     /// A placement label, `KEY=VALUE` (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE", requires = "cluster_listen")]
     pub labels: Vec<String>,
+    /// Snapshot and compact the raft log every N entries (tests force
+    /// compaction with small values).
+    #[arg(long, value_name = "N", hide = true, requires = "cluster_listen")]
+    pub raft_snapshot_every: Option<u64>,
 }
 
 /// Runs a node until SIGINT or SIGTERM.
@@ -297,6 +301,7 @@ fn cluster_options(
         name,
         labels,
         join,
+        snapshot_every: args.raft_snapshot_every,
     })
 }
 

@@ -101,6 +101,8 @@ pub struct ClusterOptions {
     pub labels: BTreeMap<String, String>,
     /// Join this cluster (only on the first start; a member restarts from its files).
     pub join: Option<JoinSpec>,
+    /// Snapshot and compact the raft log after this many entries (default: raft's).
+    pub snapshot_every: Option<u64>,
 }
 
 /// A running cluster member.
@@ -202,6 +204,10 @@ impl ClusterHost {
         let mut config = RaftConfig::new(options.data_dir.join("raft"), node_id);
         config.join = node_id != FOUNDER_ID;
         config.tick = CLUSTER_TICK;
+        if let Some(every) = options.snapshot_every {
+            config.snapshot_every = every;
+            config.log_tail = config.log_tail.min(every);
+        }
         let transport = TcpTransport::with_dialer(
             node_id,
             TcpTransportConfig::default(),

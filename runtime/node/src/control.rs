@@ -28,10 +28,21 @@ const LEADER_WAIT: Duration = Duration::from_secs(10);
 
 /// Proposes an encoded [`Envelope`] on the leader, for a host that is not it.
 pub trait ProposalForwarder: Send + Sync + 'static {
-    /// Sends `envelope` (JSON) to host `leader` and returns its raft outcome
-    /// bytes (what [`RaftNode::propose`] returned there).
-    fn forward(&self, leader: u64, envelope: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, String>>;
+    /// Sends `envelope` (JSON) to host `leader` — or, when this host does not
+    /// know the leader (e.g. it just restarted on a new address no one dials
+    /// yet), to whichever peer leads — and returns its raft outcome bytes
+    /// (what [`RaftNode::propose`] returned there) and the leader's applied
+    /// index when it answered, which includes the entry.
+    fn forward(
+        &self,
+        leader: Option<u64>,
+        envelope: Vec<u8>,
+    ) -> BoxFuture<'_, Result<(Vec<u8>, u64), String>>;
 }
+
+/// How long a host waits to apply a forwarded proposal's entry itself, so
+/// that reads made here after a write see it.
+const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a proposal did not produce an outcome.
 #[derive(Debug, thiserror::Error)]
@@ -128,22 +139,27 @@ impl ControlPlane {
                 Err(err) => return Err(ProposeFailure::Unavailable(err.to_string())),
             };
             match (leader, self.forwarder.get()) {
-                (Some(leader), Some(forwarder)) if leader != self.raft.id() => {
-                    match forwarder.forward(leader, bytes.clone()).await {
-                        Ok(outcome) => return Ok(outcome),
-                        Err(err) => {
-                            tracing::warn!(request_id, leader, error = %err, "forwarding to the leader failed; retrying");
-                            attempts += 1;
-                            last_error = format!("forwarding to host {leader}: {err}");
-                        }
-                    }
+                (Some(leader), _) if leader == self.raft.id() => {
+                    last_error = "leadership is changing".to_string();
                 }
-                (Some(leader), None) if leader != self.raft.id() => {
+                (leader, Some(forwarder)) => match forwarder.forward(leader, bytes.clone()).await {
+                    Ok((outcome, index)) => {
+                        self.wait_applied(index).await;
+                        return Ok(outcome);
+                    }
+                    Err(err) => {
+                        tracing::warn!(request_id, ?leader, error = %err, "forwarding to the leader failed; retrying");
+                        last_error = format!("forwarding to the leader ({leader:?}): {err}");
+                    }
+                },
+                (Some(leader), None) => {
                     return Err(ProposeFailure::Unavailable(format!(
                         "this host is not the leader (host {leader} is)"
                     )));
                 }
-                _ => last_error = "no raft leader (an election is under way)".to_string(),
+                (None, None) => {
+                    last_error = "no raft leader (an election is under way)".to_string();
+                }
             }
             if Instant::now() >= deadline {
                 break;
@@ -151,6 +167,16 @@ impl ControlPlane {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(ProposeFailure::Unavailable(last_error))
+    }
+
+    /// Waits (bounded) until this host applied log `index`.
+    async fn wait_applied(&self, index: u64) {
+        let mut applied = self.raft.subscribe();
+        let reached =
+            tokio::time::timeout(READ_YOUR_WRITES_WAIT, applied.wait_for(|a| *a >= index));
+        if !matches!(reached.await, Ok(Ok(_))) {
+            tracing::warn!(index, "a forwarded write is not applied here yet");
+        }
     }
 
     /// Reads the current state.

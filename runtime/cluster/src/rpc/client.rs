@@ -27,6 +27,8 @@ const MAX_ANSWER: usize = 1 << 30;
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
     pub(crate) body: Bytes,
+    /// The callee's applied raft index when it answered (0 if not said).
+    pub(crate) applied: u64,
 }
 
 impl Answer {
@@ -133,25 +135,63 @@ impl RpcClient {
     }
 }
 
+impl RpcClient {
+    /// Proposes `envelope` on host `id`; on "not the leader" answers the leader it names.
+    async fn propose_on(
+        &self,
+        id: u64,
+        envelope: &Bytes,
+    ) -> Result<(Vec<u8>, u64), (String, Option<u64>)> {
+        let addr = self.addr_of(id).map_err(|e| (e, None))?;
+        let answer = self
+            .call(
+                id,
+                addr,
+                Method::POST,
+                "/v1/propose",
+                envelope.clone(),
+                CALL_TIMEOUT,
+            )
+            .await
+            .map_err(|e| (e, None))?;
+        if answer.status.is_success() {
+            Ok((answer.body.to_vec(), answer.applied))
+        } else {
+            Err(answer.error())
+        }
+    }
+}
+
 impl ProposalForwarder for RpcClient {
-    fn forward(&self, leader: u64, envelope: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, String>> {
+    fn forward(
+        &self,
+        leader: Option<u64>,
+        envelope: Vec<u8>,
+    ) -> BoxFuture<'_, Result<(Vec<u8>, u64), String>> {
         Box::pin(async move {
-            let addr = self.addr_of(leader)?;
-            let answer = self
-                .call(
-                    leader,
-                    addr,
-                    Method::POST,
-                    "/v1/propose",
-                    Bytes::from(envelope),
-                    CALL_TIMEOUT,
-                )
-                .await?;
-            if answer.status.is_success() {
-                Ok(answer.body.to_vec())
-            } else {
-                Err(answer.error().0)
+            let envelope = Bytes::from(envelope);
+            if let Some(leader) = leader {
+                return self.propose_on(leader, &envelope).await.map_err(|(e, _)| e);
             }
+            // The leader is unknown here: ask the peers; one leads or names who does.
+            let peers: Vec<u64> = self.control.read(|state| {
+                state
+                    .hosts()
+                    .map(|host| host.id)
+                    .filter(|id| *id != self.self_id)
+                    .collect()
+            });
+            let mut last = String::from("no peer to ask");
+            for peer in peers {
+                match self.propose_on(peer, &envelope).await {
+                    Ok(outcome) => return Ok(outcome),
+                    Err((_, Some(named))) if named != self.self_id => {
+                        return self.propose_on(named, &envelope).await.map_err(|(e, _)| e);
+                    }
+                    Err((error, _)) => last = format!("host {peer}: {error}"),
+                }
+            }
+            Err(last)
         })
     }
 }
@@ -235,11 +275,20 @@ where
         .await
         .map_err(|e| format!("request failed: {e}"))?;
     let status = response.status();
+    let applied = response
+        .headers()
+        .get(super::APPLIED_HEADER)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0);
     let body = Limited::new(response.into_body(), MAX_ANSWER)
         .collect()
         .await
         .map_err(|e| format!("reading the answer: {e}"))?
         .to_bytes();
     driving.abort();
-    Ok(Answer { status, body })
+    Ok(Answer {
+        status,
+        body,
+        applied,
+    })
 }

@@ -13,6 +13,9 @@ use cloudware_state::{Host, HostAddrs};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The header carrying the callee's applied raft index on every answer.
+pub(crate) const APPLIED_HEADER: &str = "cloudware-applied-index";
+
 /// Which host called (from its client certificate), set by the listener on every request.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Caller(pub(crate) Option<u64>);

@@ -29,6 +29,10 @@ pub(crate) fn router(state: Arc<RpcState>) -> Router {
         .route("/v1/members", post(add_member))
         .route("/v1/propose", post(propose))
         .route("/v1/packages/{digest}", get(package))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            applied_index,
+        ))
         .with_state(state)
 }
 
@@ -47,6 +51,16 @@ fn no_certificate() -> Response {
         "a cluster certificate is required",
         None,
     )
+}
+
+/// Stamps every answer with this host's applied index (read-your-writes for forwarded
+/// proposals).
+async fn applied_index(State(rpc): State<Arc<RpcState>>, mut response: Response) -> Response {
+    let applied = rpc.control.raft().applied_index();
+    if let Ok(value) = http::HeaderValue::from_str(&applied.to_string()) {
+        response.headers_mut().insert(super::APPLIED_HEADER, value);
+    }
+    response
 }
 
 /// Admits a new host: token check, id from the replicated registry, certificate.
