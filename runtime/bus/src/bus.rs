@@ -4,17 +4,21 @@
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::commit::GroupCommit;
+use crate::commit::{GroupCommit, Storage};
 use crate::error::{BusError, SendError};
 use crate::load;
 use crate::queue::{QueueState, Queues};
+use crate::segments::{Log, SEGMENT_BYTES};
 use crate::store::{self, MessageRecord};
 use crate::topics::Topics;
+use crate::tree::Tree;
 use crate::types::{BusConfig, CommitStats, NewMessage, QueueId, QueuePolicy, QueueStats};
 
-/// Durable queues and topic fan-out over one sled database. Cheap to clone.
+/// Durable queues and topic fan-out over one sled database and a queue log (segment files in
+/// the same directory). Cheap to clone.
 ///
 /// Must be used inside a Tokio runtime (consumers are Tokio tasks). Dropping the last clone
 /// (and every [`ConsumerHandle`](crate::ConsumerHandle) and in-flight handler) flushes and
@@ -29,9 +33,13 @@ pub struct Bus {
 pub(crate) struct Inner {
     /// Dropped first: stops and joins the flusher, which owns a clone of `db`.
     pub(crate) commit: GroupCommit,
-    pub(crate) tree: sled::Tree,
+    pub(crate) tree: Tree,
+    /// Message bodies of named queues (and of subscriptions' replayed dead letters).
+    pub(crate) log: Arc<Log>,
     pub(crate) config: BusConfig,
     pub(crate) queues: Queues,
+    /// Serialises replays and purges of dead letters.
+    pub(crate) ops: tokio::sync::Mutex<()>,
     pub(crate) topics: Topics,
     _db: sled::Db,
     /// Dropped last, after everything that holds the database: waits until sled has released
@@ -85,27 +93,60 @@ impl Bus {
     /// Opens (or creates) the bus stored at `path` and loads every queue's state. Every stored
     /// message that was not acknowledged is ready for delivery again.
     pub fn open(path: &Path, config: BusConfig) -> Result<Bus, BusError> {
+        Self::open_with(path, config, SEGMENT_BYTES)
+    }
+
+    /// [`open`](Bus::open) with queue log segments of `segment_bytes` (tests use small ones).
+    pub(crate) fn open_with(
+        path: &Path,
+        config: BusConfig,
+        segment_bytes: u64,
+    ) -> Result<Bus, BusError> {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
             // The group-commit flusher decides when to flush.
             .flush_every_ms(None)
             .open()?;
-        let tree = db.open_tree("bus")?;
+        let dirty = Arc::new(AtomicBool::new(false));
+        let tree = Tree::new(db.open_tree("bus")?, dirty.clone());
+        let floor = match tree.get([store::LOG_FLOOR])? {
+            Some(v) => store::decode_next_id(&v).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "corrupt queue log floor; using the segment files");
+                0
+            }),
+            None => 0,
+        };
+        let log = Arc::new(Log::open(path, segment_bytes, floor)?);
         let queues = Queues::new(config.default_policy.clone());
-        load::load(&tree, &queues)?;
+        load::load(&tree, &log, &queues)?;
         // sled keeps everything in one data file, `db`; the flusher fdatasyncs it.
         let data_path = path.join("db");
         let data_file = File::open(&data_path)
             .map_err(|e| BusError::Storage(format!("opening sled's data file: {e}")))?;
-        let commit = GroupCommit::start(db.clone(), data_file)
-            .map_err(|e| BusError::Storage(e.to_string()))?;
+        if dirty.swap(false, Ordering::SeqCst) {
+            // What loading changed (moving legacy messages to the log).
+            db.flush()?;
+            data_file
+                .sync_data()
+                .map_err(|e| BusError::Flush(format!("fdatasync: {e}")))?;
+        }
+        let commit = GroupCommit::start(Storage {
+            db: db.clone(),
+            data_file,
+            tree: tree.clone(),
+            dirty,
+            log: log.clone(),
+        })
+        .map_err(|e| BusError::Storage(e.to_string()))?;
         Ok(Bus {
             inner: Arc::new(Inner {
                 commit,
                 tree,
+                log,
                 config,
                 queues,
+                ops: tokio::sync::Mutex::new(()),
                 topics: Topics::default(),
                 _db: db,
                 _released: Released(data_path),
@@ -216,12 +257,17 @@ impl Inner {
             attributes: msg.attributes,
             payload: msg.payload,
         };
-        let encoded =
-            store::encode_message(0, record.enqueued_ms, &record.attributes, &record.payload);
         let id = q.next_id;
-        // Written under the lock, so ids reach the disk in order.
-        self.tree
-            .insert(store::item_key(store::MSG, &state.dest, id), encoded)?;
+        // Appended under the lock, so ids reach the log in order.
+        self.log.put(&state.dest, id, |out| {
+            store::write_message(
+                out,
+                0,
+                record.enqueued_ms,
+                &record.attributes,
+                &record.payload,
+            )
+        });
         state.cache.insert(id, Arc::new(record));
         q.next_id = id + 1;
         q.depth += 1;

@@ -1,6 +1,11 @@
 //! The dead-letter store of each queue: messages whose deliveries failed `max_attempts`
 //! times (or whose record could not be read), with the last error. Operators list them,
 //! replay them into the queue, or purge them.
+//!
+//! Dead letters live in sled; a named queue's messages live in the queue log. Moving between
+//! the two is ordered so a crash never loses a message: dead-lettering writes the dead letter
+//! and the log removal in one flush (if only the dead letter survives, it wins at open, see
+//! `load`); a replay first makes the copies in the log durable, then removes the dead letters.
 
 use std::collections::BTreeSet;
 
@@ -8,14 +13,14 @@ use crate::bus::{Bus, Inner, now_ms};
 use crate::error::BusError;
 use crate::queue::QueueState;
 use crate::settle::Settled;
-use crate::store::{self, DEAD, MSG};
+use crate::store::{self, DEAD};
 use crate::types::{DeadLetter, QueueId};
 
 impl Inner {
-    /// Moves message `id` (its record `raw`) to the dead letters in one atomic batch (for a log
-    /// entry: settles it in the subscription, see `settle_log`), with the
-    /// attempt count set to `attempts` if given (an unreadable record is kept as it is).
-    /// Returns the write's commit generation.
+    /// Moves message `id` (its record `raw`) to the dead letters (for a topic log entry:
+    /// settles it in the subscription, see `settle_log`), with the attempt count set to
+    /// `attempts` if given (an unreadable record is kept as it is). Returns the write's commit
+    /// generation.
     pub(crate) fn bury(
         &self,
         state: &QueueState,
@@ -32,10 +37,8 @@ impl Inner {
         if Inner::in_log(state, id) {
             self.settle_log(state, id, vec![(dead_key, Some(dead))], Settled::Dead);
         } else {
-            let mut batch = sled::Batch::default();
-            batch.insert(dead_key, dead);
-            batch.remove(store::item_key(MSG, &state.dest, id));
-            self.tree.apply_batch(batch)?;
+            self.tree.insert(dead_key, dead)?;
+            self.log.remove(&state.dest, id);
             state.cache.remove(id);
             state.forget(id, false, true);
         }
@@ -132,30 +135,53 @@ impl Bus {
         let Some(state) = inner.queues.get(queue) else {
             return Ok(0);
         };
-        let (moved, generation) = {
-            // Held across the read and the write so concurrent replays cannot move twice.
+        // One replay or purge at a time: a replay spans two flushes.
+        let _ops = inner.ops.lock().await;
+        let mut moved = Vec::new();
+        let mut keys = Vec::new();
+        for (key, value) in inner.dead_entries(&state.dest, ids)? {
+            let message = store::key_id(&key).and_then(|id| {
+                let dead = store::decode_dead(&value)?;
+                store::decode_message(dead.message)?;
+                Ok((id, store::with_attempts(dead.message, 0)?))
+            });
+            match message {
+                Ok((id, message)) => {
+                    inner
+                        .log
+                        .put(&state.dest, id, |out| out.extend_from_slice(&message));
+                    keys.push(key);
+                    moved.push(id);
+                }
+                Err(e) => tracing::warn!(%queue, error = %e, "cannot replay a dead letter"),
+            }
+        }
+        if moved.is_empty() {
+            return Ok(0);
+        }
+        let undo = |inner: &Inner| {
+            for id in &moved {
+                inner.log.remove(&state.dest, *id);
+            }
+            inner.commit.mark_written_lazily();
+        };
+        // The copies are durable before the dead letters go.
+        let generation = inner.commit.mark_written();
+        if let Err(e) = inner.commit.wait(generation).await {
+            undo(inner);
+            return Err(BusError::Flush(e));
+        }
+        let generation = {
             let mut q = state.lock();
             let mut batch = sled::Batch::default();
-            let mut moved = Vec::new();
-            for (key, value) in inner.dead_entries(&state.dest, ids)? {
-                let message = store::key_id(&key).and_then(|id| {
-                    let dead = store::decode_dead(&value)?;
-                    store::decode_message(dead.message)?;
-                    Ok((id, store::with_attempts(dead.message, 0)?))
-                });
-                match message {
-                    Ok((id, message)) => {
-                        batch.remove(key);
-                        batch.insert(store::item_key(MSG, &state.dest, id), message);
-                        moved.push(id);
-                    }
-                    Err(e) => tracing::warn!(%queue, error = %e, "cannot replay a dead letter"),
-                }
+            for key in keys {
+                batch.remove(key);
             }
-            if moved.is_empty() {
-                return Ok(0);
+            if let Err(e) = inner.tree.apply_batch(batch) {
+                drop(q);
+                undo(inner);
+                return Err(e.into());
             }
-            inner.tree.apply_batch(batch)?;
             let n = moved.len() as u64;
             q.dead = q.dead.saturating_sub(n);
             q.depth += n;
@@ -167,7 +193,7 @@ impl Bus {
                 // A subscription's replayed messages are its own, outside the topic log.
                 q.own.extend(moved.iter().copied());
             }
-            (moved.len(), inner.commit.mark_written())
+            inner.commit.mark_written()
         };
         state.notify.notify_waiters();
         inner
@@ -175,8 +201,8 @@ impl Bus {
             .wait(generation)
             .await
             .map_err(BusError::Flush)?;
-        tracing::info!(%queue, count = moved, "replayed dead letters");
-        Ok(moved)
+        tracing::info!(%queue, count = moved.len(), "replayed dead letters");
+        Ok(moved.len())
     }
 
     /// Deletes dead letters of `queue` (all, or those in `ids`), durably; returns how many.
@@ -189,6 +215,7 @@ impl Bus {
         let Some(state) = inner.queues.get(queue) else {
             return Ok(0);
         };
+        let _ops = inner.ops.lock().await;
         let (count, generation) = {
             let mut q = state.lock();
             let entries = inner.dead_entries(&state.dest, ids)?;

@@ -197,7 +197,7 @@ async fn deliver(
         },
     };
     match outcome {
-        Ok(()) => inner.ack(&state, id, &policy),
+        Ok(()) => inner.ack(&state, id),
         Err(error) => {
             inner
                 .fail(&state, id, attempt, &record, error, &policy)

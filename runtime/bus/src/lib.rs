@@ -1,10 +1,11 @@
 //! Cloudware's message bus: durable per-tenant queues ("async service request") and topic
-//! fan-out ("publish/subscribe"), stored in sled.
+//! fan-out ("publish/subscribe"), stored in an append-only queue log (message bodies) and sled
+//! (dead letters, topic logs, cursors, metadata).
 //!
 //! ```text
-//! send ─────► queue (one key per message) ─┐                 ┌─► MessageHandler (ack → removed)
+//! send ─────► queue log (one record) ───────┐                 ┌─► MessageHandler (ack → removed)
 //!                                           ├─ group commit ──┤
-//! publish ──► topic log (one entry) ────────┘  (one fsync for └─► retry with backoff ─► dead letters
+//! publish ──► topic log (one sled entry) ───┘  (one fsync for └─► retry with backoff ─► dead letters
 //!               └─ subscriptions: filter + durable cursor each   many writers)
 //! ```
 //!
@@ -29,21 +30,33 @@
 //! read-back; they are still removed from disk (or passed by the cursor) only on ack.
 //!
 //! Modules: `bus` (the handle, open, send), `load` (rebuilding state at open), `store`
-//! (on-disk layout), `commit` (group commit), `queue` (in-memory queue state), `log` (topic
-//! logs, message cache), `dispatch` (consumers), `settle` (acks, failures), `topics`,
-//! `dead_letter`, `types` and `error` (public types).
+//! (sled's layout, record encodings), `tree` (the sled tree, tracking unflushed writes),
+//! `segments` (the queue log: segment files, index, flush), `frame` (its checksummed
+//! records), `compact` (deleting and compacting its segments), `spare` (segment files
+//! prepared ahead), `commit` (group commit: the flusher thread), `queue` (in-memory queue
+//! state), `log` (topic logs, message cache), `dispatch` (consumers), `settle` (acks,
+//! failures), `topics`, `dead_letter`, `types` and `error` (public types).
 
 mod bus;
 mod commit;
+mod compact;
 mod dead_letter;
 mod dispatch;
 mod error;
+mod frame;
 mod load;
 mod log;
 mod queue;
+#[cfg(test)]
+mod queue_log_tests;
+#[cfg(test)]
+mod recovery_tests;
+mod segments;
 mod settle;
+mod spare;
 mod store;
 mod topics;
+mod tree;
 mod types;
 
 pub use bus::Bus;

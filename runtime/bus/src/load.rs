@@ -1,6 +1,10 @@
 //! Rebuilding the in-memory state from the store when the bus opens.
 //!
-//! Named queues: every stored message is ready. Subscriptions: every log entry after the
+//! Named queues: every message live in the queue log ([`crate::segments`]) is ready, unless
+//! it is also a dead letter (dead-lettering writes the dead letter to sled and the removal to
+//! the log; if a crash kept only the first, the dead letter wins and the removal is written
+//! now). Messages of stores written before the queue log (`m` keys) are moved into the log
+//! first: appended, made durable, then removed from sled. Subscriptions: every log entry after the
 //! subscription's cursor (and, for a removed subscription, not after its removal point) that
 //! matches its stored filter and is neither dead-lettered nor stored as its own message is
 //! pending again, with the attempt count of its `a` key. Undecodable keys and records are
@@ -10,8 +14,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::error::BusError;
 use crate::queue::Queues;
+use crate::segments::Log;
 use crate::store::{self, Key, SubRecord};
 use crate::topics::filter_matches;
+use crate::tree::Tree;
 use crate::types::QueueId;
 
 type Attributes = Option<Vec<(String, String)>>;
@@ -26,41 +32,34 @@ struct Found {
     cursors: HashMap<QueueId, u64>,
     subs: Vec<(QueueId, SubRecord)>,
     attempts: Vec<(QueueId, u64, u32)>,
+    /// Every dead letter.
     dead: HashSet<(QueueId, u64)>,
+    /// Messages stored in sled by an older version: key, queue, id, record.
+    legacy: Vec<(sled::IVec, QueueId, u64, sled::IVec)>,
 }
 
-/// Loads every queue, subscription and topic log of `tree` into `queues`.
-pub(crate) fn load(tree: &sled::Tree, queues: &Queues) -> Result<(), BusError> {
+/// Loads every queue, subscription and topic log of `tree` and `log` into `queues`.
+pub(crate) fn load(tree: &Tree, log: &Log, queues: &Queues) -> Result<(), BusError> {
     let mut found = Found::default();
     for item in tree.iter() {
-        let (key, value) = item?;
-        let key = match store::decode_key(&key) {
+        let (raw_key, value) = item?;
+        let key = match store::decode_key(&raw_key) {
             Ok(key) => key,
             Err(e) => {
-                tracing::warn!(key = ?key, error = %e, "skipping an undecodable bus key");
+                tracing::warn!(key = ?raw_key, error = %e, "skipping an undecodable bus key");
                 continue;
             }
         };
         match key {
-            Key::Message(queue, id) => {
-                let state = queues.get_or_create(&queue);
-                let mut q = state.lock();
-                q.depth += 1;
-                q.ready.insert(id);
-                if state.log.is_some() {
-                    q.own.insert(id);
-                }
-                q.next_id = q.next_id.max(id.saturating_add(1));
-            }
+            Key::Message(queue, id) => found.legacy.push((raw_key, queue, id, value)),
             Key::Dead(queue, id) => {
                 let state = queues.get_or_create(&queue);
                 let mut q = state.lock();
                 q.dead += 1;
                 q.next_id = q.next_id.max(id.saturating_add(1));
-                if state.log.is_some() {
-                    found.dead.insert((queue, id));
-                }
+                found.dead.insert((queue, id));
             }
+            Key::LogFloor => {}
             Key::Meta(queue) => match store::decode_next_id(&value) {
                 Ok(next_id) => {
                     let state = queues.get_or_create(&queue);
@@ -101,7 +100,76 @@ pub(crate) fn load(tree: &sled::Tree, queues: &Queues) -> Result<(), BusError> {
             },
         }
     }
+    migrate(tree, log, std::mem::take(&mut found.legacy))?;
+    load_log(log, queues, &found.dead)?;
     apply(queues, found);
+    Ok(())
+}
+
+/// Moves messages stored in sled by an older version into the queue log: appended (replacing
+/// any copy a crashed earlier move left), made durable, then removed from sled.
+fn migrate(
+    tree: &Tree,
+    log: &Log,
+    legacy: Vec<(sled::IVec, QueueId, u64, sled::IVec)>,
+) -> Result<(), BusError> {
+    if legacy.is_empty() {
+        return Ok(());
+    }
+    for (_, queue, id, record) in &legacy {
+        log.put(&store::dest(queue), *id, |out| {
+            out.extend_from_slice(record)
+        });
+    }
+    log.flush().map_err(BusError::Flush)?;
+    let mut batch = sled::Batch::default();
+    for (key, ..) in &legacy {
+        batch.remove(key.clone());
+    }
+    tree.apply_batch(batch)?;
+    tracing::info!(
+        count = legacy.len(),
+        "moved queued messages from sled to the queue log"
+    );
+    Ok(())
+}
+
+/// Makes every message live in the queue log ready in its queue.
+fn load_log(log: &Log, queues: &Queues, dead: &HashSet<(QueueId, u64)>) -> Result<(), BusError> {
+    let mut buried = 0;
+    for (dest, max_id, ids) in log.queues() {
+        let queue = match store::decode_dest(&dest) {
+            Ok(queue) => queue,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping queue log records of an unreadable queue");
+                continue;
+            }
+        };
+        let state = queues.get_or_create(&queue);
+        let mut q = state.lock();
+        q.next_id = q.next_id.max(max_id.saturating_add(1));
+        let mut key = (queue, 0);
+        for id in ids {
+            key.1 = id;
+            if dead.contains(&key) {
+                log.remove(&dest, id);
+                buried += 1;
+                continue;
+            }
+            q.depth += 1;
+            q.ready.insert(id);
+            if state.log.is_some() {
+                q.own.insert(id);
+            }
+        }
+    }
+    if buried > 0 {
+        tracing::info!(
+            buried,
+            "removed dead-lettered messages left in the queue log by a crash"
+        );
+        log.flush().map_err(BusError::Flush)?;
+    }
     Ok(())
 }
 

@@ -162,7 +162,7 @@ impl TopicLog {
     }
 
     /// Removes the entries every subscription has passed, in batches of [`GC_BATCH`].
-    pub(crate) fn collect(&self, tree: &sled::Tree) -> Result<(), sled::Error> {
+    pub(crate) fn collect(&self, tree: &crate::tree::Tree) -> Result<(), sled::Error> {
         let last = self.last();
         let floor = self
             .subs

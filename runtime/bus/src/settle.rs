@@ -1,7 +1,8 @@
 //! Reading leased messages and settling deliveries: acknowledgement, failed attempts.
 //!
-//! Named queues (and a subscription's replayed dead letters) store each message under its own
-//! key: an ack removes it. A subscription's log entries are shared: an ack removes the entry
+//! Named queues (and a subscription's replayed dead letters) keep their messages in the queue
+//! log ([`crate::segments`]): an ack appends a removal, a failed attempt a new copy with the
+//! new attempt count. A subscription's log entries are shared: an ack removes the entry
 //! from the subscription's pending set, advances its durable cursor past the contiguous settled
 //! prefix, and lets the topic log collect what every subscription has passed. Failed attempts
 //! of a log entry are counted under an `a` key of the subscription, only for entries that
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::bus::Inner;
 use crate::queue::QueueState;
+use crate::segments::ReadError;
 use crate::store::{self, MessageRecord};
 use crate::types::{Delivery, QueuePolicy};
 
@@ -92,13 +94,17 @@ impl Inner {
         Some((delivery, record))
     }
 
-    /// Reads message `id` from the log with prefix `log`, or from the queue's own keys.
+    /// Reads message `id` from the topic log with prefix `log`, or from the queue log.
     fn read(&self, state: &QueueState, log: Option<&[u8]>, id: u64) -> Option<Arc<MessageRecord>> {
-        let key = match log {
-            Some(prefix) => store::log_key(prefix, id),
-            None => store::item_key(store::MSG, &state.dest, id),
+        let raw = match log {
+            Some(prefix) => self
+                .tree
+                .get(store::log_key(prefix, id))
+                .map(|v| v.map(|v| v.to_vec()))
+                .map_err(|e| ReadError::Io(e.to_string())),
+            None => self.log.read(&state.dest, id),
         };
-        let raw = match self.tree.get(&key) {
+        let raw = match raw {
             Ok(Some(raw)) => raw,
             Ok(None) => {
                 tracing::warn!(id, "a leased message is not stored; forgetting it");
@@ -108,23 +114,32 @@ impl Inner {
                 }
                 return None;
             }
-            Err(e) => {
+            Err(ReadError::Io(e)) => {
                 tracing::error!(id, error = %e, "reading a message failed; retrying later");
                 let delay = state.policy().backoff_initial;
                 state.release(id, Some(Instant::now() + delay));
+                return None;
+            }
+            Err(ReadError::Corrupt(raw, e)) => {
+                self.bury_unreadable(state, id, &raw, &e.to_string());
                 return None;
             }
         };
         match store::decode_message(&raw) {
             Ok(rec) => Some(Arc::new(rec)),
             Err(e) => {
-                tracing::warn!(id, error = %e, "moving an unreadable message to the dead letters");
-                if let Err(e) = self.bury(state, id, &raw, None, &e.to_string()) {
-                    tracing::error!(id, error = %e, "dead-lettering an unreadable message failed");
-                    state.release(id, Some(Instant::now() + state.policy().backoff_max));
-                }
+                self.bury_unreadable(state, id, &raw, &e.to_string());
                 None
             }
+        }
+    }
+
+    /// Moves a message whose record could not be read (`raw`, as found) to the dead letters.
+    fn bury_unreadable(&self, state: &QueueState, id: u64, raw: &[u8], error: &str) {
+        tracing::warn!(id, %error, "moving an unreadable message to the dead letters");
+        if let Err(e) = self.bury(state, id, raw, None, error) {
+            tracing::error!(id, error = %e, "dead-lettering an unreadable message failed");
+            state.release(id, Some(Instant::now() + state.policy().backoff_max));
         }
     }
 
@@ -198,40 +213,15 @@ impl Inner {
 
     /// Settles an acknowledged message. Not waited for: a lost acknowledgement only means a
     /// redelivery; the flusher makes it durable with the next group.
-    pub(crate) fn ack(&self, state: &QueueState, id: u64, policy: &QueuePolicy) {
+    pub(crate) fn ack(&self, state: &QueueState, id: u64) {
         if Self::in_log(state, id) {
             self.settle_log(state, id, Vec::new(), Settled::Acked);
             return;
         }
-        let key = store::item_key(store::MSG, &state.dest, id);
-        let removed = {
-            let q = state.lock();
-            if id + 1 == q.next_id {
-                // The newest id leaves the store: record that ids go on after it.
-                let mut batch = sled::Batch::default();
-                batch.remove(key);
-                batch.insert(
-                    store::meta_key(&state.dest),
-                    &store::encode_next_id(q.next_id)[..],
-                );
-                self.tree.apply_batch(batch)
-            } else {
-                // A newer id stays stored (or its removal writes the meta), under the lock.
-                drop(q);
-                self.tree.remove(key).map(|_| ())
-            }
-        };
-        match removed {
-            Ok(()) => {
-                state.cache.remove(id);
-                state.forget(id, true, false);
-                self.commit.mark_written_lazily();
-            }
-            Err(e) => {
-                tracing::error!(id, error = %e, "removing an acknowledged message failed");
-                state.release(id, Some(Instant::now() + policy.backoff_initial));
-            }
-        }
+        self.log.remove(&state.dest, id);
+        state.cache.remove(id);
+        state.forget(id, true, false);
+        self.commit.mark_written_lazily();
     }
 
     /// Settles a failed attempt: dead-letters the message after `max_attempts`, otherwise
@@ -275,20 +265,28 @@ impl Inner {
             if stored.is_ok() {
                 q.attempts.insert(id, attempt);
             }
-            stored
+            stored.map(|_| ())
         } else {
-            state.cache.remove(id);
-            let key = store::item_key(store::MSG, &state.dest, id);
-            let rec = store::encode_message(
-                attempt,
-                record.enqueued_ms,
-                &record.attributes,
-                &record.payload,
+            self.log.put(&state.dest, id, |out| {
+                store::write_message(
+                    out,
+                    attempt,
+                    record.enqueued_ms,
+                    &record.attributes,
+                    &record.payload,
+                )
+            });
+            state.cache.insert(
+                id,
+                Arc::new(MessageRecord {
+                    attempts: attempt,
+                    ..record.clone()
+                }),
             );
-            self.tree.insert(key, rec)
+            Ok(())
         };
         match stored {
-            Ok(_) => {
+            Ok(()) => {
                 if let Err(e) = self.commit.commit().await {
                     tracing::warn!(id, error = %e, "the attempt count is not durable yet");
                 }

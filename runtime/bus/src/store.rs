@@ -1,11 +1,16 @@
 //! The on-disk layout: one sled tree, keys and record encodings.
 //!
+//! Message bodies of named queues (and of subscriptions' replayed dead letters) live in the
+//! queue log ([`crate::segments`]), as [`encode_message`] records; sled holds everything else.
+//! Stores written before the queue log existed kept them under `m` keys; opening such a store
+//! moves them to the log (see `load`).
+//!
 //! Every key starts with a one-byte tag, followed by the queue's *destination* (its kind byte,
 //! then length-prefixed tenant and names, so no destination is a prefix of another):
 //!
 //! | key | value |
 //! | --- | --- |
-//! | `m` dest id(u64 BE) | a message: [`encode_message`] |
+//! | `m` dest id(u64 BE) | legacy: a message ([`encode_message`]), moved to the queue log at open |
 //! | `d` dest id(u64 BE) | a dead letter: [`encode_dead`] wrapping the message record |
 //! | `n` dest | queue meta: a lower bound of the next id ([`encode_next_id`]) |
 //! | `t` tenant topic | a lower bound of a topic's next publication id (u64 BE) |
@@ -13,6 +18,7 @@
 //! | `c` dest | a subscription's durable cursor ([`encode_next_id`]): every log entry up to it is settled |
 //! | `f` dest | a subscription's configuration: [`encode_sub`] (filter, removal point) |
 //! | `a` dest id(u64 BE) | failed attempts of a subscription's log entry ([`encode_attempts`]) |
+//! | `g` | the highest deleted queue log segment number ([`encode_next_id`]) |
 //!
 //! Topics keep one log per topic (one write per publication); subscription queues are
 //! cursors into it. A subscription's `m` keys hold only replayed dead letters.
@@ -21,9 +27,10 @@
 //! batch can move a message between stores atomically.
 //!
 //! Ids are never reused: on open a queue's next id is the largest of its meta value and every
-//! stored message or dead-letter id plus one. The meta key is therefore written only in the
-//! batch that removes the queue's newest id (the only removal that could lower that maximum),
-//! not on every send. Records carry a version byte; decoding
+//! id in the queue log or among its dead letters, plus one. The meta key is therefore written
+//! only before the queue log deletes segments (with the maximum of its value and the log's next
+//! id) and when dead letters are purged, not on every send. Records carry a version byte;
+//! decoding
 //! never panics on bad bytes, it returns [`Corrupt`].
 
 use crate::{QueueId, QueueKind};
@@ -44,6 +51,8 @@ pub(crate) const CURSOR: u8 = b'c';
 pub(crate) const SUB: u8 = b'f';
 /// Tag of the attempt counts of subscriptions' log entries.
 pub(crate) const ATTEMPTS: u8 = b'a';
+/// The key (a lone tag) of the queue log's floor: the highest deleted segment number.
+pub(crate) const LOG_FLOOR: u8 = b'g';
 
 const KIND_QUEUE: u8 = b'q';
 const KIND_SUBSCRIPTION: u8 = b's';
@@ -245,6 +254,16 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Decodes destination bytes (see [`dest`]).
+pub(crate) fn decode_dest(bytes: &[u8]) -> Result<QueueId, Corrupt> {
+    let mut r = Reader::new(bytes);
+    let queue = read_dest(&mut r)?;
+    if !r.rest().is_empty() {
+        return Err(Corrupt("trailing bytes in a destination".into()));
+    }
+    Ok(queue)
+}
+
 fn read_dest(r: &mut Reader<'_>) -> Result<QueueId, Corrupt> {
     match r.u8()? {
         KIND_QUEUE => {
@@ -281,6 +300,8 @@ pub(crate) enum Key {
     Sub(QueueId),
     /// The attempt count of a subscription's log entry.
     Attempts(QueueId, u64),
+    /// The queue log's floor.
+    LogFloor,
 }
 
 /// Decodes any key of the tree.
@@ -311,6 +332,7 @@ pub(crate) fn decode_key(key: &[u8]) -> Result<Key, Corrupt> {
             let q = read_dest(&mut r)?;
             Key::Attempts(q, r.u64()?)
         }
+        LOG_FLOOR => Key::LogFloor,
         t => return Err(Corrupt(format!("unknown key tag {t}"))),
     };
     if !r.rest().is_empty() {
@@ -350,16 +372,27 @@ pub(crate) fn encode_message(
 ) -> Vec<u8> {
     let attrs_len: usize = attributes.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
     let mut out = Vec::with_capacity(17 + attrs_len + payload.len());
+    write_message(&mut out, attempts, enqueued_ms, attributes, payload);
+    out
+}
+
+/// Appends a message record (see [`encode_message`]) to `out`.
+pub(crate) fn write_message(
+    out: &mut Vec<u8>,
+    attempts: u32,
+    enqueued_ms: u64,
+    attributes: &[(String, String)],
+    payload: &[u8],
+) {
     out.push(VERSION);
     out.extend_from_slice(&attempts.to_be_bytes());
     out.extend_from_slice(&enqueued_ms.to_be_bytes());
     out.extend_from_slice(&(attributes.len() as u32).to_be_bytes());
     for (k, v) in attributes {
-        put_str(&mut out, k);
-        put_str(&mut out, v);
+        put_str(out, k);
+        put_str(out, v);
     }
     out.extend_from_slice(payload);
-    out
 }
 
 /// Decodes a message record.
@@ -457,6 +490,9 @@ mod tests {
         let k = item_key(MSG, &dest(&s), 7);
         assert_eq!(decode_key(&k), Ok(Key::Message(s.clone(), 7)));
         assert_eq!(key_id(&k), Ok(7));
+        assert_eq!(decode_dest(&dest(&s)), Ok(s.clone()));
+        assert!(decode_dest(&item_key(MSG, &dest(&s), 1)).is_err());
+        assert_eq!(decode_key(&[LOG_FLOOR]), Ok(Key::LogFloor));
         assert_eq!(decode_key(&meta_key(&dest(&q))), Ok(Key::Meta(q)));
         assert_eq!(
             decode_key(&topic_key("acme", "t")),
