@@ -125,7 +125,10 @@ fn snapshot_compacts_and_keeps_tail() {
         storage.snapshot(16, 1).unwrap_err(),
         raft::StorageError::SnapshotTemporarilyUnavailable
     ));
-    assert!(storage.take_snapshot_wanted(), "a newer snapshot is asked for");
+    assert!(
+        storage.take_snapshot_wanted(),
+        "a newer snapshot is asked for"
+    );
     assert!(!storage.take_snapshot_wanted(), "once");
     // A peer the stored membership does not name would ignore this snapshot.
     assert!(raft_err_is(
