@@ -3,6 +3,7 @@
 
 use crate::files::{ClusterDir, Membership};
 use crate::listener::{self, ClusterListener};
+use crate::now_ms;
 use crate::peers;
 use crate::rpc::{self, JoinRequest, RpcClient, RpcState};
 use crate::tls::MemberTls;
@@ -258,11 +259,6 @@ impl ClusterHost {
                     what: "becoming a raft voter",
                     reason,
                 })?;
-            dir.save_membership(&Membership {
-                voter: true,
-                ..membership.clone()
-            })
-            .map_err(files_error)?;
             tracing::info!(node_id, "joined the cluster as a voter");
         } else if founded_with.is_none() {
             update_addrs(&control, node_id, &addrs).await;
@@ -447,10 +443,4 @@ impl PeerDialer for TlsDialer {
             Ok(Box::pin(stream) as PeerStream)
         })
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

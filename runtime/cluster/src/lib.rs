@@ -36,3 +36,10 @@ mod tls;
 pub use files::ClusterDir;
 pub use host::{ClusterError, ClusterHost, ClusterOptions, JoinSpec};
 pub use rpc::RpcClient;
+
+/// Milliseconds since the Unix epoch (command timestamps).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -127,44 +127,48 @@ fn agreed_leader(members: &BTreeMap<u64, Member>) -> Option<u64> {
         .then_some(leader)
 }
 
-/// Proposes `command` through the current leader; retries (bounded) while leadership moves.
-async fn propose(members: &BTreeMap<u64, Member>, command: String) {
+/// Runs `request` on the current leader; retries (bounded) while leadership moves or raft
+/// drops the request (not applied: safe to retry).
+async fn through_leader<T, F>(
+    members: &BTreeMap<u64, Member>,
+    what: &str,
+    request: impl Fn(Arc<RaftNode>) -> F,
+) -> T
+where
+    F: std::future::Future<Output = Result<T, ProposeError>>,
+{
     let deadline = Instant::now() + SETTLE;
     loop {
         let leader = members
             .values()
             .find(|m| m.node.status().role == Role::Leader);
         if let Some(leader) = leader {
-            match leader.node.propose(command.clone().into_bytes()).await {
-                Ok(_) => return,
-                // Not applied: safe to retry.
+            match request(Arc::clone(&leader.node)).await {
+                Ok(value) => return value,
                 Err(ProposeError::NotLeader { .. } | ProposeError::Dropped) => {}
-                Err(error) => panic!("proposing {command}: {error}"),
+                Err(error) => panic!("{what}: {error}"),
             }
         }
-        assert!(Instant::now() < deadline, "no leader accepted {command}");
+        assert!(Instant::now() < deadline, "no leader accepted {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Applies a membership change through the current leader; retries (bounded) while leadership
-/// moves or another change is pending.
+/// Proposes `command` through the current leader.
+async fn propose(members: &BTreeMap<u64, Member>, command: String) {
+    through_leader(members, &command, |node| {
+        let command = command.clone().into_bytes();
+        async move { node.propose(command).await }
+    })
+    .await;
+}
+
+/// Applies a membership change through the current leader.
 async fn change(members: &BTreeMap<u64, Member>, change: MembershipChange) -> Membership {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let leader = members
-            .values()
-            .find(|m| m.node.status().role == Role::Leader);
-        if let Some(leader) = leader {
-            match leader.node.change_membership(change).await {
-                Ok(membership) => return membership,
-                Err(ProposeError::NotLeader { .. } | ProposeError::Dropped) => {}
-                Err(error) => panic!("{change:?}: {error}"),
-            }
-        }
-        assert!(Instant::now() < deadline, "no leader accepted {change:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    through_leader(members, &format!("{change:?}"), |node| async move {
+        node.change_membership(change).await
+    })
+    .await
 }
 
 /// Waits until every member applied the same entries, including all of `commands`.

@@ -2,6 +2,7 @@
 //! certificate ([`Caller`]); `join` checks the join token instead.
 
 use super::{Caller, JoinRequest, JoinResponse, RpcError};
+use crate::now_ms;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
@@ -194,10 +195,4 @@ async fn package(
         }
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string(), None),
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
