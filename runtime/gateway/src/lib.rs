@@ -9,7 +9,7 @@ mod partner;
 mod router;
 
 pub use limits::{LimitedBody, declared_length};
-pub use router::{Router, SingleComponent, Target, request_host};
+pub use router::{RemoteTarget, Router, SingleComponent, Target, request_host};
 
 use cloudware_engine::{HandleError, RequestStats, ResponseBody};
 use cloudware_metrics::RequestRecord;

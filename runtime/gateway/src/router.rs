@@ -16,11 +16,30 @@ pub struct Target {
     pub recorder: Option<AppRecorder>,
 }
 
+/// An app routed here but running on other hosts of the cluster: the gateway
+/// forwards its requests to one of `hosts`.
+#[derive(Clone, Debug)]
+pub struct RemoteTarget {
+    /// The app's tenant.
+    pub tenant: String,
+    /// The app's name.
+    pub app: String,
+    /// The hosts (cluster host ids) that run it, with how many instances
+    /// each; never this host.
+    pub hosts: Vec<(u64, u32)>,
+}
+
 /// Resolves requests to targets.
 pub trait Router: Send + Sync + 'static {
     /// The target for a request to `host` (lowercase or not, possibly with a
     /// port) and `path`, or `None` when nothing is routed there.
     fn route(&self, host: &str, path: &str) -> Option<Target>;
+
+    /// When [`route`](Router::route) found nothing here: the app routed at
+    /// `host` and `path` if it runs on other hosts only.
+    fn remote(&self, _host: &str, _path: &str) -> Option<RemoteTarget> {
+        None
+    }
 }
 
 /// Serves one component on every host and path (`cloudware serve`).

@@ -8,11 +8,13 @@
 
 pub mod capabilities;
 pub mod control;
+pub mod health;
 pub mod packages;
 pub mod partners;
 pub mod reconcile;
 
 pub use capabilities::{GrantError, NodeCapabilities};
 pub use control::{ControlPlane, OpenError, ProposalForwarder, ProposeFailure};
+pub use health::{HostState, PeerHealth};
 pub use packages::{PackageFetcher, PackageStore, PutError, StoredPackage};
 pub use reconcile::{AppLoad, NodeRouter, Reconciler};
