@@ -42,6 +42,8 @@ pub struct ApiContext {
     pub limits: ApiLimits,
     /// The platform's public key (PEM) signing partner API replies.
     pub partner_public_key: String,
+    /// How this host sees its cluster peers (`None` outside a cluster).
+    pub health: Option<Arc<dyn cloudware_node::PeerHealth>>,
 }
 
 /// Limits of the admin API.
@@ -90,6 +92,9 @@ pub fn router(context: Arc<ApiContext>) -> Router {
         .route("/v1/queues/{queue}/dead-letters", get(queues::dead_letters))
         .route("/v1/queues/{queue}/replay", post(queues::replay))
         .route("/v1/nodes", get(nodes::list))
+        .route("/v1/nodes/{host}", delete(nodes::remove))
+        .route("/v1/nodes/{host}/drain", post(nodes::drain))
+        .route("/v1/nodes/{host}/ready", post(nodes::ready))
         .route("/v1/status", get(status::all))
         .route("/v1/apps/{app}/status", get(status::one))
         .fallback(handlers::not_found)

@@ -13,6 +13,18 @@ type Operation = (
     Option<&'static str>,
 );
 
+/// The reads that reflect every write acknowledged before them, on any
+/// host (a raft read index); they answer 503 when no quorum confirms.
+const LINEARIZABLE: &[(&str, &str)] = &[
+    ("get", "/v1/apps"),
+    ("get", "/v1/apps/{app}/deployments"),
+    ("get", "/v1/status"),
+    ("get", "/v1/apps/{app}/status"),
+];
+
+/// What the description says about hosts, writes and reads.
+const CONSISTENCY: &str = "Every host of a cluster answers. Writes are replicated through raft: a host that is not the leader forwards them to it, and a write is acknowledged only once a majority of the hosts stored it. Reads marked linearizable first confirm a raft read index with the leader, so they reflect every write acknowledged before them on any host; other reads come from the answering host's applied state and may lag behind by a moment. A host that cannot reach a majority of the cluster answers writes and linearizable reads with 503 `unavailable` (after a bounded wait) rather than acknowledge a write or return possibly stale data; a write answered 503 after a timeout may still be applied (once).";
+
 /// Every operation of the API.
 const OPERATIONS: &[Operation] = &[
     ("get", "/v1/health", "Liveness (no token).", None, None),
@@ -75,7 +87,7 @@ const OPERATIONS: &[Operation] = &[
     (
         "get",
         "/v1/apps",
-        "List apps with their current version.",
+        "List apps with their current version. Linearizable.",
         None,
         Some("DeploymentInfo[]"),
     ),
@@ -89,7 +101,7 @@ const OPERATIONS: &[Operation] = &[
     (
         "get",
         "/v1/apps/{app}/deployments",
-        "An app's history, oldest first.",
+        "An app's history, oldest first. Linearizable.",
         None,
         Some("DeploymentInfo[]"),
     ),
@@ -110,7 +122,7 @@ const OPERATIONS: &[Operation] = &[
     (
         "get",
         "/v1/status",
-        "Live figures of every app.",
+        "Live figures of every app (the app list is linearizable).",
         None,
         Some("AppStatus[]"),
     ),
@@ -124,7 +136,7 @@ const OPERATIONS: &[Operation] = &[
     (
         "get",
         "/v1/apps/{app}/status",
-        "Live figures of one app.",
+        "Live figures of one app (its version and scale are linearizable).",
         None,
         Some("AppStatus"),
     ),
@@ -209,6 +221,10 @@ fn build() -> Value {
             None => json!({ "description": "Success" }),
         };
         operation["responses"]["200"] = ok;
+        if LINEARIZABLE.contains(&(*method, *path)) {
+            operation["x-linearizable"] = json!(true);
+            operation["responses"]["503"] = json!({ "description": "No quorum confirmed the read (no raft leader, or this host is cut off from the majority); nothing stale is returned", "content": { "application/json": { "schema": schema_ref("ErrorBody") } } });
+        }
         if let Some(schema) = request {
             operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(schema) } } });
         }
@@ -240,7 +256,7 @@ fn build() -> Value {
         "info": {
             "title": "Cloudware admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Tenants, tokens, packages, deployments, scale and status of a Cloudware platform. Every call needs `Authorization: Bearer <token>` unless noted."
+            "description": format!("Tenants, tokens, packages, deployments, scale and status of a Cloudware platform. Every call needs `Authorization: Bearer <token>` unless noted. {CONSISTENCY}")
         },
         "security": [{ "bearer": [] }],
         "paths": paths,
@@ -306,5 +322,17 @@ mod tests {
                 .collect();
             assert!(doc["components"]["schemas"][&name].is_object(), "{name}");
         }
+    }
+
+    #[test]
+    fn linearizable_reads_are_marked_and_explained() {
+        let doc = build();
+        for (method, path) in LINEARIZABLE {
+            let operation = &doc["paths"][path][method];
+            assert_eq!(operation["x-linearizable"], true, "{method} {path}");
+            assert!(operation["responses"]["503"].is_object(), "{method} {path}");
+        }
+        let description = doc["info"]["description"].as_str().unwrap_or_default();
+        assert!(description.contains("linearizable"), "{description}");
     }
 }

@@ -175,6 +175,10 @@ pub struct Scale {
     /// Instances kept ready.
     #[serde(default)]
     pub min_warm: u32,
+    /// Spread rules over the cluster's hosts by label and weight (absent:
+    /// keep the app's rules; empty: every host alike).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<Vec<cloudware_state::Spread>>,
 }
 
 /// `GET /v1/status` and `GET /v1/apps/{app}/status`: live figures per app.
@@ -201,6 +205,43 @@ pub struct AppStatus {
     pub p50_ms: f64,
     /// 99th percentile latency in milliseconds over the last minute.
     pub p99_ms: f64,
+    /// Instances the answering host runs (its share of `instances`; 0 when
+    /// it forwards the app's requests to the hosts that run it).
+    #[serde(default)]
+    pub here: u32,
+    /// Where its instances run (empty on a single host, which runs them all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<PlacedOn>,
+    /// The services it calls, and whether they run on the same hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<ServiceCall>,
+}
+
+/// Instances of an app on one host.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PlacedOn {
+    /// The host's id.
+    pub host: u64,
+    /// Its name.
+    pub name: String,
+    /// `ready`, `draining` or `down`.
+    pub state: String,
+    /// Instances placed there.
+    pub instances: u32,
+}
+
+/// A service an app imports.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceCall {
+    /// The interface, e.g. `acme:orders/api`.
+    pub interface: String,
+    /// The app that exports it.
+    pub app: String,
+    /// Whether some host runs the caller but not the exporter, so its calls
+    /// there cross hosts.
+    pub crosses_hosts: bool,
 }
 
 /// `POST /v1/partners`.
@@ -324,8 +365,16 @@ pub struct NodeInfo {
     pub name: String,
     /// `leader`, `voter`, `learner` or `joining` (registered, not yet a raft member).
     pub role: String,
-    /// `ready` or `draining`.
+    /// What the operator wants of it: `ready` or `draining`.
     pub mode: String,
+    /// `ready`, `draining` or `down` (not answering heartbeats), as the
+    /// answering host sees it.
+    pub state: String,
+    /// Milliseconds since it last answered a heartbeat (`None`: not since
+    /// the answering host started).
+    pub last_seen_ms: Option<u64>,
+    /// Instances placed on it, over every app.
+    pub instances: u32,
     /// Its cluster address (empty outside a cluster).
     pub cluster: String,
     /// Its admin API address.
@@ -334,4 +383,13 @@ pub struct NodeInfo {
     pub gateway: String,
     /// Placement labels.
     pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `DELETE /v1/nodes/{host}` options.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveNode {
+    /// Remove the host even while it is up and ready.
+    #[serde(default)]
+    pub force: bool,
 }

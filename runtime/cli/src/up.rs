@@ -142,6 +142,8 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
                 let host = cloudware_cluster::ClusterHost::start(options, packages.clone())
                     .await
                     .context("cannot start the cluster host")?;
+                // Requests other hosts forward here are served by the local routes.
+                host.serve_forwarded(router.clone(), GatewayLimits::from_engine(&limits));
                 (host.control().clone(), Some(host))
             }
         };
@@ -161,6 +163,24 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
             router.clone(),
             capabilities,
         );
+        let health: Option<Arc<dyn cloudware_node::PeerHealth>> = cluster
+            .as_ref()
+            .map(|host| Arc::new(host.health()) as Arc<dyn cloudware_node::PeerHealth>);
+        let mut placing = Vec::new();
+        if let (Some(host), Some(health)) = (&cluster, &health) {
+            // A cluster host runs the apps placed on it; the leader places
+            // them and keeps raft membership in line with the host registry.
+            reconciler.set_host(host.node_id());
+            placing.push(
+                cloudware_node::Scheduler::new(control.clone(), health.clone(), host.node_id())
+                    .spawn(),
+            );
+            placing.push(cloudware_node::membership::spawn(
+                control.clone(),
+                health.clone(),
+                host.node_id(),
+            ));
+        }
         // Load and route every current app before announcing the gateway.
         let reconciling = reconciler.start().await;
 
@@ -178,7 +198,11 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
             platform_key,
             Default::default(),
         ));
-        let gateway = gateway.with_openapi(openapi);
+        let mut gateway = gateway.with_openapi(openapi).with_metrics(metrics.clone());
+        if let Some(host) = &cluster {
+            // Apps placed only on other hosts are forwarded to one of them.
+            gateway = gateway.with_forwarder(Arc::new(host.forwarder()));
+        }
         let context = Arc::new(ApiContext {
             control: control.clone(),
             packages,
@@ -191,6 +215,7 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
                 ..ApiLimits::default()
             },
             partner_public_key,
+            health,
         });
 
         let shutdown = crate::serve::shutdown_signal();
@@ -244,6 +269,9 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
         let _ = serving_gateway.await;
         let _ = serving_admin.await;
         reconciling.abort();
+        for task in placing {
+            task.abort();
+        }
         control.shutdown().await;
         drop(cluster);
         Ok(())

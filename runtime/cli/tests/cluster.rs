@@ -5,78 +5,16 @@
 mod common;
 
 use cloudware_test_artifacts::HELLO;
+use common::cluster::{SETTLE, printed, three_hosts_with, wait_for_members};
 use common::{Node, cli, cli_json, cli_ok, gateway_get, push_and_deploy, wait_until};
 use serde_json::Value;
 use std::time::Duration;
 
 const HELLO_TEXT: &str = "Hello from Cloudware!\n";
-/// Bound for the cluster to agree on something (membership, a deploy).
-const SETTLE: Duration = Duration::from_secs(60);
 
-/// The value after `prefix` on the line of `node`'s start output that has it.
-fn printed(node: &Node, prefix: &str) -> String {
-    node.stdout_lines
-        .iter()
-        .find_map(|line| line.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} line in {:?}", node.stdout_lines))
-        .trim()
-        .to_string()
-}
-
-/// The founder and two hosts that joined it; every host answers the admin
-/// API with the founder's operator token.
+/// The founder and two hosts that joined it.
 fn three_hosts() -> (Node, Node, Node) {
     three_hosts_with(&[])
-}
-
-/// [`three_hosts`] with extra `cloudware up` arguments for every host.
-fn three_hosts_with(extra: &[&str]) -> (Node, Node, Node) {
-    let mut args = vec!["--cluster-listen", "127.0.0.1:0", "--name", "alpha"];
-    args.extend(extra);
-    let founder = Node::start(&args);
-    let line = printed(&founder, "Founded a cluster. Join token ");
-    let token = line.rsplit(' ').next().expect("token").to_string();
-    assert!(token.starts_with("cwjoin1."), "{line}");
-    let cluster = printed(&founder, "Cluster host 1 on ");
-    let join = |name: &str| {
-        let mut args = vec![
-            "--cluster-listen",
-            "127.0.0.1:0",
-            "--name",
-            name,
-            "--join",
-            &cluster,
-            "--join-token",
-            &token,
-        ];
-        args.extend(extra);
-        let mut host = Node::start(&args);
-        assert!(
-            host.printed_token.is_none(),
-            "a joining host creates no operator token"
-        );
-        host.token = founder.token.clone();
-        host
-    };
-    let second = join("beta");
-    let third = join("gamma");
-    (founder, second, third)
-}
-
-fn roles(node: &Node) -> Vec<(u64, String, String)> {
-    let nodes = cli_json(node, &node.token, &["node", "list"]);
-    nodes["hosts"]
-        .as_array()
-        .expect("hosts")
-        .iter()
-        .map(|host| {
-            (
-                host["id"].as_u64().expect("id"),
-                host["name"].as_str().expect("name").to_string(),
-                host["role"].as_str().expect("role").to_string(),
-            )
-        })
-        .collect()
 }
 
 #[test]
@@ -86,12 +24,7 @@ fn three_hosts_form_a_cluster_and_a_deploy_on_one_serves_from_all() {
 
     // Every host knows all three, one leader and two voters.
     for host in hosts {
-        let seen = wait_until("every host sees three members", SETTLE, || {
-            let roles = roles(host);
-            let leaders = roles.iter().filter(|(_, _, r)| r == "leader").count();
-            let voters = roles.iter().filter(|(_, _, r)| r == "voter").count();
-            (roles.len() == 3 && leaders == 1 && voters == 2).then_some(roles)
-        });
+        let seen = wait_for_members(host, 3);
         let names: Vec<&str> = seen.iter().map(|(_, n, _)| n.as_str()).collect();
         assert_eq!(names, ["alpha", "beta", "gamma"]);
     }

@@ -1,13 +1,18 @@
 //! [`ClusterHost::start`]: found a cluster, join one, or restart as a member; then serve the
-//! cluster port, follow the host registry, and forward proposals and package pulls to peers.
+//! cluster port, follow the host registry, forward proposals and package pulls to peers,
+//! send heartbeats, and forward gateway requests to the hosts that run their app.
 
 use crate::files::{ClusterDir, Membership};
+use crate::forward::pool::PeerPool;
+use crate::forward::{ForwardConfig, ForwardReceiver, HostForwarder};
+use crate::health::{self, HealthConfig, HostHealth};
 use crate::listener::{self, ClusterListener};
 use crate::now_ms;
 use crate::peers;
 use crate::rpc::{self, JoinRequest, RpcClient, RpcState};
 use crate::tls::MemberTls;
 use cloudware_cluster_tls::{ClusterCa, HostKey, JoinToken};
+use cloudware_gateway::{GatewayLimits, Router};
 use cloudware_node::{ControlPlane, OpenError, PackageStore, ProposeFailure};
 use cloudware_raft::tcp::{Dialing, PeerDialer, PeerStream};
 use cloudware_raft::{RaftConfig, TcpTransport, TcpTransportConfig};
@@ -114,11 +119,16 @@ pub struct ClusterHost {
     founded_with: Option<JoinToken>,
     _listener: ClusterListener,
     peers: JoinHandle<()>,
+    heartbeats: JoinHandle<()>,
+    health: HostHealth,
+    forwarder: HostForwarder,
+    forwards: Arc<ForwardReceiver>,
 }
 
 impl Drop for ClusterHost {
     fn drop(&mut self) {
         self.peers.abort();
+        self.heartbeats.abort();
     }
 }
 
@@ -129,6 +139,15 @@ impl ClusterHost {
     pub async fn start(
         options: ClusterOptions,
         packages: PackageStore,
+    ) -> Result<ClusterHost, ClusterError> {
+        Self::start_with(options, packages, HealthConfig::default()).await
+    }
+
+    /// [`ClusterHost::start`] with heartbeats as `health` says (tests shorten them).
+    pub async fn start_with(
+        options: ClusterOptions,
+        packages: PackageStore,
+        health: HealthConfig,
     ) -> Result<ClusterHost, ClusterError> {
         let dir = ClusterDir::open(&options.data_dir).map_err(|source| ClusterError::Files {
             dir: options.data_dir.join("cluster"),
@@ -223,24 +242,31 @@ impl ClusterHost {
             transport.set_peer(id, addr);
         }
         let rpc_state = Arc::new(RpcState {
+            node_id,
             control: control.clone(),
             packages: packages.clone(),
             ca,
         });
+        let forwards = Arc::new(ForwardReceiver::default());
         let listener = listener::serve(
             listener,
             tls.server.clone(),
             control.raft().clone(),
             rpc::router(rpc_state),
+            forwards.clone(),
         )
         .map_err(|source| ClusterError::Listen {
             addr: options.listen,
             source,
         })?;
+        let pool = PeerPool::new(control.clone(), tls.h2_client.clone());
         let client = RpcClient::new(node_id, tls, control.clone());
         control.set_forwarder(Arc::new(client.clone()));
         packages.set_fetcher(Arc::new(client.clone()));
         let peers = peers::follow_registry(control.clone(), transport, node_id);
+        let health = HostHealth::new(node_id, health);
+        let heartbeats = health::start_heartbeats(health.clone(), pool.clone(), control.clone());
+        let forwarder = HostForwarder::new(node_id, pool, health.clone(), ForwardConfig::default());
 
         if let Some(token) = &founded_with {
             register_founder(&control, &options, &addrs, token).await?;
@@ -276,7 +302,31 @@ impl ClusterHost {
             founded_with,
             _listener: listener,
             peers,
+            heartbeats,
+            health,
+            forwarder,
+            forwards,
         })
+    }
+
+    /// Liveness of the other hosts, from this host's heartbeats.
+    pub fn health(&self) -> HostHealth {
+        self.health.clone()
+    }
+
+    /// Forwards gateway requests to the hosts that run their app: give it to the
+    /// gateway ([`cloudware_gateway::Gateway::with_forwarder`]).
+    pub fn forwarder(&self) -> HostForwarder {
+        self.forwarder.clone()
+    }
+
+    /// Serves requests other hosts forward here with `router` (local routes only) under
+    /// `limits`. Until it is called, forwarded requests are answered "not here". Only
+    /// the first call counts.
+    pub fn serve_forwarded(&self, router: Arc<dyn Router>, limits: GatewayLimits) {
+        if !self.forwards.set(router, limits) {
+            tracing::warn!("the router for forwarded requests was set already");
+        }
     }
 
     /// The replicated control plane (proposals made here reach the leader).

@@ -4,11 +4,13 @@
 //! ```text
 //!                 cluster port (TLS 1.3, cluster CA; ALPN picks the protocol)
 //!  peer ──────────► ├─ "cw-raft/1"  mutual TLS ─► raft frames ─► RaftNode::step
-//!                   └─ "http/1.1"   host-to-host calls (rpc):
+//!                   └─ "http/1.1", "h2"  host-to-host calls (rpc):
 //!                        POST /v1/join        token-authenticated (no client certificate yet)
 //!                        POST /v1/members     add the calling host as a voter
 //!                        POST /v1/propose     a proposal forwarded to the leader
 //!                        GET  /v1/packages/D  a package's bytes, by digest
+//!                        GET  /v1/health      a heartbeat
+//!                        ANY  /v1/forward/P   a gateway request for an app that runs here
 //! ```
 //!
 //! - [`ClusterHost::start`] — found a cluster (the first host creates the cluster CA, its own
@@ -20,13 +22,19 @@
 //!   ([`cloudware_node::ProposalForwarder`]); packages a host lacks are pulled from its peers
 //!   by digest and checked ([`cloudware_node::PackageFetcher`]).
 //! - Peer addresses follow the replicated host registry (`cloudware_state::Host`).
+//! - Every host sends heartbeats to every other ([`HostHealth`]: up or down, last seen,
+//!   round-trip time), and its gateway forwards requests for apps that run only on other
+//!   hosts to one that is up ([`HostForwarder`]), over pooled mutual-TLS connections.
 //!
 //! Modules: `files` (what a host keeps in `DATA_DIR/cluster`), `tls` (the configs per
 //! protocol), `listener` (the cluster port), `rpc` (the host-to-host calls, both sides),
 //! `peers` (raft transport addresses from the registry), `host` (founding, joining,
-//! restarting).
+//! restarting), `health` (heartbeats), `forward` (the connection pool, and forwarding
+//! gateway requests: both sides).
 
 mod files;
+mod forward;
+mod health;
 mod host;
 mod listener;
 mod peers;
@@ -34,6 +42,8 @@ mod rpc;
 mod tls;
 
 pub use files::ClusterDir;
+pub use forward::{ForwardConfig, HostForwarder};
+pub use health::{HealthConfig, HostHealth, PeerStatus};
 pub use host::{ClusterError, ClusterHost, ClusterOptions, JoinSpec};
 pub use rpc::RpcClient;
 

@@ -1,16 +1,25 @@
 //! The cluster port: accepts TLS connections and serves each by its ALPN protocol — raft
-//! frames (callers must present a cluster certificate) or host-to-host HTTP calls (the
-//! caller's host id, if it presented a certificate, goes with every request).
+//! frames (callers must present a cluster certificate) or host-to-host HTTP calls, over
+//! HTTP/1.1 (one call per connection) or HTTP/2 (the pooled, multiplexed connections of
+//! forwarding and heartbeats); the caller's host id, if it presented a certificate, goes
+//! with every request. Forwarded
+//! gateway requests (`/v1/forward/…`) go straight to the [`ForwardReceiver`], with their
+//! body as hyper delivers it; every other call to the rpc router.
 
+use crate::forward::{ForwardReceiver, is_forwarded};
 use crate::rpc::Caller;
-use crate::tls::{ALPN_HTTP, ALPN_RAFT};
+use crate::tls::{ALPN_H2, ALPN_HTTP, ALPN_RAFT};
 use axum::Router;
 use cloudware_cluster_tls::PeerNodeId as _;
 use cloudware_cluster_tls::rustls::ServerConfig;
 use cloudware_cluster_tls::tokio_rustls::TlsAcceptor;
 use cloudware_raft::tcp::MAX_FRAME_BYTES;
 use cloudware_raft::{RaftNode, serve_peer_stream};
+use futures::TryFutureExt as _;
+use futures::future::Either;
+use http_body_util::Either as BodyEither;
 use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -38,6 +47,7 @@ pub(crate) fn serve(
     tls: Arc<ServerConfig>,
     raft: Arc<RaftNode>,
     router: Router,
+    forwards: Arc<ForwardReceiver>,
 ) -> std::io::Result<ClusterListener> {
     let local_addr = listener.local_addr()?;
     let acceptor = TlsAcceptor::from(tls);
@@ -52,8 +62,14 @@ pub(crate) fn serve(
                         Ok((stream, remote)) => {
                             let span = tracing::info_span!("cluster_conn", %remote);
                             connections.spawn(
-                                connection(stream, acceptor.clone(), raft.clone(), router.clone())
-                                    .instrument(span),
+                                connection(
+                                    stream,
+                                    acceptor.clone(),
+                                    raft.clone(),
+                                    router.clone(),
+                                    forwards.clone(),
+                                )
+                                .instrument(span),
                             );
                         }
                         Err(error) => {
@@ -70,7 +86,13 @@ pub(crate) fn serve(
     Ok(ClusterListener { task })
 }
 
-async fn connection(stream: TcpStream, acceptor: TlsAcceptor, raft: Arc<RaftNode>, router: Router) {
+async fn connection(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    raft: Arc<RaftNode>,
+    router: Router,
+    forwards: Arc<ForwardReceiver>,
+) {
     let _ = stream.set_nodelay(true);
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
@@ -94,17 +116,36 @@ async fn connection(stream: TcpStream, acceptor: TlsAcceptor, raft: Arc<RaftNode
             tracing::debug!(peer, "raft peer connected");
             serve_peer_stream(tls, &*raft, MAX_FRAME_BYTES).await;
         }
-        Some(ALPN_HTTP) => {
+        Some(proto @ (ALPN_HTTP | ALPN_H2)) => {
+            let h2 = proto == ALPN_H2;
             let service = hyper::service::service_fn(
                 move |mut request: http::Request<hyper::body::Incoming>| {
+                    if is_forwarded(request.uri().path()) {
+                        let forwards = forwards.clone();
+                        return Either::Left(async move {
+                            let response = forwards.serve(peer, request).await;
+                            Ok::<_, Infallible>(response.map(BodyEither::Right))
+                        });
+                    }
                     request.extensions_mut().insert(Caller(peer));
-                    router.clone().oneshot(request.map(axum::body::Body::new))
+                    Either::Right(
+                        router
+                            .clone()
+                            .oneshot(request.map(axum::body::Body::new))
+                            .map_ok(|response| response.map(BodyEither::Left)),
+                    )
                 },
             );
-            if let Err(error) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service)
-                .await
-            {
+            let served = if h2 {
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await
+            } else {
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await
+            };
+            if let Err(error) = served {
                 tracing::debug!(%error, "cluster call connection ended");
             }
         }

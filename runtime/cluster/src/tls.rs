@@ -8,6 +8,8 @@ use std::sync::Arc;
 pub(crate) const ALPN_RAFT: &[u8] = b"cw-raft/1";
 /// ALPN of host-to-host HTTP calls.
 pub(crate) const ALPN_HTTP: &[u8] = b"http/1.1";
+/// ALPN of pooled host-to-host HTTP/2 (forwarded requests, heartbeats).
+pub(crate) const ALPN_H2: &[u8] = b"h2";
 
 /// A member's TLS configurations.
 #[derive(Clone)]
@@ -19,18 +21,21 @@ pub(crate) struct MemberTls {
     pub(crate) raft_client: Arc<ClientConfig>,
     /// Dialing peers for calls (mutual TLS).
     pub(crate) http_client: Arc<ClientConfig>,
+    /// Dialing peers for pooled HTTP/2 calls (mutual TLS).
+    pub(crate) h2_client: Arc<ClientConfig>,
 }
 
 impl MemberTls {
     pub(crate) fn new(identity: &HostIdentity) -> Result<MemberTls, cloudware_cluster_tls::Error> {
         let mut server =
             (*cloudware_cluster_tls::server_config_allowing_anonymous(identity)?).clone();
-        server.alpn_protocols = vec![ALPN_RAFT.to_vec(), ALPN_HTTP.to_vec()];
+        server.alpn_protocols = vec![ALPN_RAFT.to_vec(), ALPN_HTTP.to_vec(), ALPN_H2.to_vec()];
         let client = cloudware_cluster_tls::client_config(identity)?;
         Ok(MemberTls {
             server: Arc::new(server),
             raft_client: with_alpn(&client, ALPN_RAFT),
             http_client: with_alpn(&client, ALPN_HTTP),
+            h2_client: with_alpn(&client, ALPN_H2),
         })
     }
 }

@@ -1,18 +1,25 @@
 //! The HTTP gateway: accepts connections (HTTP/1.1 and HTTP/2), enforces
 //! request-size limits, routes each request by Host and path to its
-//! component and turns every host-side failure into a short 4xx/5xx answer.
-//! One `tracing` span per request records method, path, status, latency and
-//! time inside the guest.
+//! component — or, for an app that runs on other hosts only, forwards it to
+//! one of them ([`Forwarder`]) — and turns every host-side failure into a
+//! short 4xx/5xx answer. One `tracing` span per request records method, path,
+//! status, latency and time inside the guest.
 
+mod forward;
 mod limits;
 mod partner;
 mod router;
+mod serve;
 
+pub use forward::{
+    BoxError, ClientAddr, FORWARD_STATUS_HEADER, FORWARDED_BY_HEADER, ForwardError, ForwardedBody,
+    Forwarder, GatewayBody, NOT_HERE, OVERLOADED,
+};
 pub use limits::{LimitedBody, declared_length};
 pub use router::{RemoteTarget, Router, SingleComponent, Target, request_host};
+pub use serve::serve_forwarded;
 
-use cloudware_engine::{HandleError, RequestStats, ResponseBody};
-use cloudware_metrics::RequestRecord;
+use cloudware_metrics::Metrics;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,9 +27,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tracing::Instrument;
 
 /// The `tracing` target of the per-request span and access-log line; off
 /// unless enabled (e.g. `--access-log`), so the hot path pays nothing for it.
@@ -55,8 +61,10 @@ impl GatewayLimits {
 pub struct Gateway {
     listener: TcpListener,
     router: Arc<dyn Router>,
-    limits: Arc<GatewayLimits>,
+    limits: GatewayLimits,
     openapi: Option<Arc<cloudware_partner::OpenApi>>,
+    forwarder: Option<Arc<dyn Forwarder>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// The path of the partner API on the gateway port.
@@ -73,9 +81,24 @@ impl Gateway {
         Ok(Gateway {
             listener,
             router,
-            limits: Arc::new(limits),
+            limits,
             openapi: None,
+            forwarder: None,
+            metrics: None,
         })
+    }
+
+    /// Forwards requests for apps that run on other hosts only
+    /// ([`Router::remote`]) through `forwarder`. Without one they get a 503.
+    pub fn with_forwarder(mut self, forwarder: Arc<dyn Forwarder>) -> Self {
+        self.forwarder = Some(forwarder);
+        self
+    }
+
+    /// Counts forwarded requests per app in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Also answers the signed partner API at `POST /openapi`.
@@ -103,6 +126,13 @@ impl Gateway {
             u32::try_from(self.limits.max_request_headers).unwrap_or(u32::MAX),
         );
         let graceful = GracefulShutdown::new();
+        let shared = Arc::new(serve::Shared {
+            router: self.router,
+            limits: self.limits,
+            forwarder: self.forwarder,
+            metrics: self.metrics,
+        });
+        let openapi = self.openapi;
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -118,12 +148,10 @@ impl Gateway {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let router = self.router.clone();
-            let limits = self.limits.clone();
-            let openapi = self.openapi.clone();
+            let shared = shared.clone();
+            let openapi = openapi.clone();
             let service = service_fn(move |request: http::Request<Incoming>| {
-                let router = router.clone();
-                let limits = limits.clone();
+                let shared = shared.clone();
                 let openapi = openapi.clone();
                 async move {
                     match openapi {
@@ -131,9 +159,11 @@ impl Gateway {
                             if request.method() == http::Method::POST
                                 && request.uri().path() == OPENAPI_PATH =>
                         {
-                            Ok(partner::serve(&openapi, request).await)
+                            Ok(partner::serve(&openapi, request)
+                                .await
+                                .map(GatewayBody::from))
                         }
-                        _ => serve_request(router, limits, request).await,
+                        _ => serve::serve_request(shared, peer, request).await,
                     }
                 }
             });
@@ -156,140 +186,4 @@ impl Gateway {
             tracing::warn!("in-flight requests did not finish within the shutdown grace period");
         }
     }
-}
-
-/// Handles one request end to end, inside its own span.
-async fn serve_request(
-    router: Arc<dyn Router>,
-    limits: Arc<GatewayLimits>,
-    request: http::Request<Incoming>,
-) -> Result<http::Response<ResponseBody>, std::convert::Infallible> {
-    let span = tracing::info_span!(
-        target: ACCESS_LOG_TARGET,
-        "request",
-        method = %request.method(),
-        path = request.uri().path(),
-        status = tracing::field::Empty,
-        latency_us = tracing::field::Empty,
-        guest_us = tracing::field::Empty,
-    );
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    async move {
-        let started = Instant::now();
-        let stats = Arc::new(RequestStats::default());
-        let mut recorder = None;
-        let outcome = match admit(&limits, router.as_ref(), request) {
-            Ok((target, request)) => {
-                recorder = target.recorder;
-                target
-                    .component
-                    .handle(request, stats.clone())
-                    .await
-                    .map_err(Rejection::from)
-            }
-            Err(rejection) => Err(rejection),
-        };
-        let response = match outcome {
-            Ok(response) => response,
-            Err(rejection) => {
-                let (status, reason) = rejection.explain(&limits);
-                tracing::warn!(
-                    %method,
-                    path = uri.path(),
-                    status = status.as_u16(),
-                    %reason,
-                    "request failed"
-                );
-                plain(status, reason)
-            }
-        };
-        let latency = started.elapsed();
-        if let Some(recorder) = recorder {
-            recorder.record(RequestRecord {
-                latency,
-                guest_time: stats.guest_time(),
-                peak_memory: stats.peak_memory(),
-                server_error: response.status().is_server_error(),
-            });
-        }
-        let span = tracing::Span::current();
-        span.record("status", response.status().as_u16());
-        span.record("latency_us", latency.as_micros() as u64);
-        span.record("guest_us", stats.guest_time().as_micros() as u64);
-        tracing::info!(target: ACCESS_LOG_TARGET, "done");
-        Ok(response)
-    }
-    .instrument(span)
-    .await
-}
-
-enum Rejection {
-    NotRouted { host: String, path: String },
-    TooLarge(u64),
-    Handle(HandleError),
-}
-
-impl Rejection {
-    /// The status and one-line reason the client gets.
-    fn explain(&self, limits: &GatewayLimits) -> (http::StatusCode, String) {
-        match self {
-            Rejection::NotRouted { host, path } => (
-                http::StatusCode::NOT_FOUND,
-                format!("no app is deployed at {host}{path}"),
-            ),
-            Rejection::Handle(err) => (err.status(), err.to_string()),
-            Rejection::TooLarge(declared) => (
-                http::StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body of {declared} bytes exceeds the limit of {} bytes",
-                    limits.max_request_body
-                ),
-            ),
-        }
-    }
-}
-
-impl From<HandleError> for Rejection {
-    fn from(err: HandleError) -> Self {
-        Rejection::Handle(err)
-    }
-}
-
-/// Routes the request and applies the body limit: a declared oversize body is
-/// refused outright, any other body is counted as it streams.
-fn admit(
-    limits: &GatewayLimits,
-    router: &dyn Router,
-    request: http::Request<Incoming>,
-) -> Result<(Target, http::Request<LimitedBody<Incoming>>), Rejection> {
-    let host = request_host(&request).unwrap_or_default();
-    let Some(target) = router.route(host, request.uri().path()) else {
-        return Err(Rejection::NotRouted {
-            host: host.to_string(),
-            path: request.uri().path().to_string(),
-        });
-    };
-    if let Some(declared) = declared_length(request.headers())
-        && declared > limits.max_request_body
-    {
-        return Err(Rejection::TooLarge(declared));
-    }
-    let request = request.map(|body| LimitedBody::new(body, limits.max_request_body));
-    Ok((target, request))
-}
-
-fn plain(status: http::StatusCode, reason: String) -> http::Response<ResponseBody> {
-    let text = format!(
-        "{} {}: {reason}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error")
-    );
-    let mut response = http::Response::new(ResponseBody::full(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }

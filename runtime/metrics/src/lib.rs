@@ -62,6 +62,8 @@ pub struct Metrics {
     tenant_wall_seconds: Family<TenantLabels, Counter<f64, AtomicU64>>,
     tenant_peak_memory: Family<TenantLabels, Gauge>,
     tenant_stored_bytes: Family<TenantLabels, Gauge>,
+    app_forwarded: Family<AppLabels, Counter>,
+    app_forward_failures: Family<AppLabels, Counter>,
     windows: Mutex<HashMap<AppLabels, Arc<Window>>>,
 }
 
@@ -89,6 +91,8 @@ impl Metrics {
         let tenant_wall_seconds = Family::<TenantLabels, Counter<f64, AtomicU64>>::default();
         let tenant_peak_memory = Family::<TenantLabels, Gauge>::default();
         let tenant_stored_bytes = Family::<TenantLabels, Gauge>::default();
+        let app_forwarded = Family::<AppLabels, Counter>::default();
+        let app_forward_failures = Family::<AppLabels, Counter>::default();
         registry.register(
             "app_requests",
             "Requests handled per app",
@@ -134,6 +138,16 @@ impl Metrics {
             "Bytes of packages the tenant stores",
             tenant_stored_bytes.clone(),
         );
+        registry.register(
+            "app_forwarded_requests",
+            "Requests for the app this host's gateway forwarded to a host that runs it",
+            app_forwarded.clone(),
+        );
+        registry.register(
+            "app_forward_failures",
+            "Requests for the app this host's gateway could not forward (answered 5xx or 413 here)",
+            app_forward_failures.clone(),
+        );
         Metrics {
             registry,
             app_requests,
@@ -145,6 +159,8 @@ impl Metrics {
             tenant_wall_seconds,
             tenant_peak_memory,
             tenant_stored_bytes,
+            app_forwarded,
+            app_forward_failures,
             windows: Mutex::new(HashMap::new()),
         }
     }
@@ -197,6 +213,21 @@ impl Metrics {
                 tenant: tenant.to_string(),
             })
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a request for an app the gateway forwarded to another host
+    /// (`forwarded`), or could not forward.
+    pub fn count_forwarded(&self, tenant: &str, app: &str, forwarded: bool) {
+        let labels = AppLabels {
+            tenant: tenant.to_string(),
+            app: app.to_string(),
+        };
+        let family = if forwarded {
+            &self.app_forwarded
+        } else {
+            &self.app_forward_failures
+        };
+        family.get_or_create(&labels).inc();
     }
 
     /// The last minute of an app's traffic.
@@ -282,6 +313,8 @@ mod tests {
         }
         metrics.set_instances("acme", "shop", 3);
         metrics.set_stored_bytes("acme", 4096);
+        metrics.count_forwarded("acme", "shop", true);
+        metrics.count_forwarded("acme", "shop", false);
         let text = metrics.render();
         for expected in [
             r#"cloudware_app_requests_total{tenant="acme",app="shop"} 10"#,
@@ -291,6 +324,8 @@ mod tests {
             r#"cloudware_tenant_peak_memory_bytes{tenant="acme"} 1000009"#,
             r#"cloudware_tenant_stored_bytes{tenant="acme"} 4096"#,
             r#"cloudware_app_request_duration_seconds_count{tenant="acme",app="shop"} 10"#,
+            r#"cloudware_app_forwarded_requests_total{tenant="acme",app="shop"} 1"#,
+            r#"cloudware_app_forward_failures_total{tenant="acme",app="shop"} 1"#,
         ] {
             assert!(text.contains(expected), "missing {expected} in\n{text}");
         }

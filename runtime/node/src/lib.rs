@@ -9,12 +9,17 @@
 pub mod capabilities;
 pub mod control;
 pub mod health;
+pub mod membership;
 pub mod packages;
 pub mod partners;
 pub mod reconcile;
+pub mod router;
+pub mod scheduler;
 
 pub use capabilities::{GrantError, NodeCapabilities};
 pub use control::{ControlPlane, OpenError, ProposalForwarder, ProposeFailure};
 pub use health::{HostState, PeerHealth};
 pub use packages::{PackageFetcher, PackageStore, PutError, StoredPackage};
-pub use reconcile::{AppLoad, NodeRouter, Reconciler};
+pub use reconcile::{AppLoad, Reconciler};
+pub use router::NodeRouter;
+pub use scheduler::Scheduler;

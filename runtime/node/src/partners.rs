@@ -2,7 +2,7 @@
 //! and calls into the current deployments' exported functions.
 
 use crate::control::ControlPlane;
-use crate::reconcile::NodeRouter;
+use crate::router::NodeRouter;
 use cloudware_engine::{CallError, CallOrigin};
 use cloudware_partner::{
     InvokeError, PartnerDirectory, PartnerInfo, PartnerInvoker, parse_public_key,

@@ -14,16 +14,16 @@
 use crate::capabilities::{self, NodeCapabilities};
 use crate::control::{ControlPlane, ProposeFailure};
 use crate::packages::PackageStore;
-use arc_swap::ArcSwap;
-use cloudware_cap_messaging::{ComponentResolver, Consumers};
-use cloudware_engine::service::{ServiceImport, ServiceTarget};
+use crate::router::{AppService, NodeRouter, RouteMap};
+use cloudware_cap_messaging::Consumers;
+use cloudware_engine::service::ServiceImport;
 use cloudware_engine::{
     CompiledComponent, ComponentSettings, Digest, Engine, InstanceQuota, LinkPlan, LinkedComponent,
     OutboundPolicy,
 };
-use cloudware_gateway::{Router, Target};
+use cloudware_gateway::{RemoteTarget, Target};
 use cloudware_metrics::Metrics;
-use cloudware_state::{Command, Deployment, DeploymentLimits, RouteTarget, RoutingTable};
+use cloudware_state::{Command, Deployment, DeploymentLimits, RouteTarget, RoutingTable, Scale};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
@@ -32,75 +32,6 @@ use std::time::Duration;
 
 /// The path a health probe is sent to when the deployment has no routes.
 const PROBE_PATH: &str = "/";
-
-/// Routes requests by the latest reconciled routing table.
-pub struct NodeRouter {
-    current: ArcSwap<RouteMap>,
-    /// The applied log index the current table reflects.
-    published: tokio::sync::watch::Sender<u64>,
-}
-
-impl Default for NodeRouter {
-    fn default() -> Self {
-        NodeRouter {
-            current: ArcSwap::default(),
-            published: tokio::sync::watch::Sender::new(0),
-        }
-    }
-}
-
-impl NodeRouter {
-    /// Waits until the published routing table reflects at least log
-    /// `index`, so that what was applied there is what requests now see.
-    pub async fn wait_published(&self, index: u64) {
-        let mut published = self.published.subscribe();
-        let _ = published.wait_for(|published| *published >= index).await;
-    }
-}
-
-/// One published routing table with a ready target per app.
-#[derive(Default)]
-struct RouteMap {
-    table: RoutingTable,
-    /// tenant → app → target.
-    targets: HashMap<String, HashMap<String, Target>>,
-}
-
-impl Router for NodeRouter {
-    fn route(&self, host: &str, path: &str) -> Option<Target> {
-        let map = self.current.load();
-        let target = map.table.route(host, path)?;
-        map.targets.get(&target.tenant)?.get(&target.app).cloned()
-    }
-}
-
-impl NodeRouter {
-    /// The current component of `tenant`'s `app`, as published.
-    pub fn component(&self, tenant: &str, app: &str) -> Option<LinkedComponent> {
-        let map = self.current.load();
-        let target = map.targets.get(tenant)?.get(app)?;
-        Some(target.component.clone())
-    }
-}
-
-impl ComponentResolver for NodeRouter {
-    fn resolve(&self, tenant: &str, app: &str) -> Option<LinkedComponent> {
-        self.component(tenant, app)
-    }
-}
-
-/// A linked service: the exporting app's current component at each call.
-struct AppService {
-    router: std::sync::Weak<NodeRouter>,
-    tenant: String,
-    app: String,
-}
-
-impl ServiceTarget for AppService {
-    fn resolve(&self) -> Option<LinkedComponent> {
-        self.router.upgrade()?.component(&self.tenant, &self.app)
-    }
-}
 
 /// What a deployment links with: its package, config and grant sections.
 struct LinkInput<'a> {
@@ -142,6 +73,9 @@ pub struct Reconciler {
     quotas: Mutex<HashMap<(String, String), InstanceQuota>>,
     /// Pending deployments being compiled and probed: (tenant, app, version).
     activating: Mutex<HashSet<(String, String, u32)>>,
+    /// This host's id in its cluster (none on a single host, which runs
+    /// every app).
+    host: std::sync::OnceLock<u64>,
 }
 
 impl Reconciler {
@@ -168,7 +102,15 @@ impl Reconciler {
             loading: tokio::sync::Mutex::new(()),
             quotas: Mutex::new(HashMap::new()),
             activating: Mutex::new(HashSet::new()),
+            host: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes this reconciler a member of a cluster as host `id`: it then
+    /// serves HTTP only for the apps placed on it, and activates only their
+    /// new versions. Call before [`start`](Self::start).
+    pub fn set_host(&self, id: u64) {
+        let _ = self.host.set(id);
     }
 
     /// Reconciles once — so the current apps are loaded and routed when
@@ -190,9 +132,15 @@ impl Reconciler {
     pub async fn reconcile_once(self: &Arc<Self>) {
         // Read the index first: the state read below reflects at least it.
         let index = self.control.raft().applied_index();
-        let (pending, table, stored) = self.control.read(|state| {
+        let (pending, table, stored, here) = self.control.read(|state| {
+            let here = self
+                .host
+                .get()
+                .copied()
+                .filter(|id| state.host(*id).is_some());
             let pending: Vec<(String, String, Deployment)> = state
                 .pending_deployments()
+                .filter(|(app, _)| here.is_none_or(|id| app.placement.contains_key(&id)))
                 .map(|(app, deployment)| (app.tenant.clone(), app.name.clone(), deployment.clone()))
                 .collect();
             let mut stored: HashMap<String, u64> = HashMap::new();
@@ -201,7 +149,7 @@ impl Reconciler {
                     *stored.entry(owner.clone()).or_default() += package.size;
                 }
             }
-            (pending, state.routing_table(), stored)
+            (pending, state.routing_table(), stored, here)
         });
         for (tenant, bytes) in stored {
             self.metrics.set_stored_bytes(&tenant, bytes);
@@ -216,7 +164,7 @@ impl Reconciler {
                 });
             }
         }
-        self.publish(table).await;
+        self.publish(table, here).await;
         self.sync_consumers();
         self.router.published.send_if_modified(|published| {
             let newer = index > *published;
@@ -427,12 +375,31 @@ impl Reconciler {
         self.consumers.sync(consumers, subscriptions);
     }
 
-    /// Builds and swaps in the routing table.
-    async fn publish(&self, table: RoutingTable) {
+    /// Builds and swaps in the routing table. `here` is this host's id in
+    /// its cluster (`None`: a single host, which serves every app).
+    async fn publish(&self, table: RoutingTable, here: Option<u64>) {
         let exporters = exporters(&table);
         let mut targets: HashMap<String, HashMap<String, Target>> = HashMap::new();
+        let mut remote: HashMap<String, HashMap<String, RemoteTarget>> = HashMap::new();
         for route in table.targets() {
-            match self.target(route, &exporters).await {
+            let share = local_share(route, here);
+            if share.is_none() {
+                let hosts = route
+                    .placement
+                    .iter()
+                    .filter(|(id, _)| Some(**id) != here)
+                    .map(|(id, n)| (*id, *n))
+                    .collect();
+                remote.entry(route.tenant.clone()).or_default().insert(
+                    route.app.clone(),
+                    RemoteTarget {
+                        tenant: route.tenant.clone(),
+                        app: route.app.clone(),
+                        hosts,
+                    },
+                );
+            }
+            match self.target(route, share, &exporters).await {
                 Ok(target) => {
                     targets
                         .entry(route.tenant.clone())
@@ -458,15 +425,20 @@ impl Reconciler {
                     .iter()
                     .any(|t| t.tenant == *tenant && t.app == *app && t.version == *version)
             });
-        self.router
-            .current
-            .store(Arc::new(RouteMap { table, targets }));
+        self.router.current.store(Arc::new(RouteMap {
+            table,
+            targets,
+            remote,
+        }));
     }
 
-    /// The ready target of one current deployment.
+    /// The ready target of one current deployment, running `share` of its
+    /// instances here (`None`: placed elsewhere; it is still linked, with
+    /// nothing kept warm, for the service calls and messages it receives).
     async fn target(
         &self,
         route: &RouteTarget,
+        share: Option<Scale>,
         exporters: &HashMap<(String, String), String>,
     ) -> Result<Target, String> {
         let input = LinkInput {
@@ -485,8 +457,12 @@ impl Reconciler {
             .entry((route.tenant.clone(), route.app.clone()))
             .or_insert_with(|| InstanceQuota::new(route.scale.instances))
             .clone();
-        quota.set_limit(route.scale.instances);
-        quota.set_reserved(&self.engine, route.scale.min_warm);
+        let scale = share.unwrap_or(Scale {
+            instances: route.scale.instances.max(1),
+            min_warm: 0,
+        });
+        quota.set_limit(scale.instances);
+        quota.set_reserved(&self.engine, scale.min_warm);
         let settings = self.settings(&route.limits, &route.allow_outbound, quota)?;
         Ok(Target {
             component: component.with_settings(settings),
@@ -513,6 +489,22 @@ impl Reconciler {
             quota,
         })
     }
+}
+
+/// The scale of `route`'s HTTP instances on this host: all of it on a single
+/// host (`here` is `None`), its placement's share in a cluster (`None` when
+/// it is placed elsewhere). Warm instances are divided in proportion.
+fn local_share(route: &RouteTarget, here: Option<u64>) -> Option<Scale> {
+    let Some(here) = here else {
+        return Some(route.scale);
+    };
+    let instances = route.placement.get(&here).copied().filter(|n| *n > 0)?;
+    let total: u32 = route.placement.values().sum();
+    let min_warm = u64::from(route.scale.min_warm) * u64::from(instances) / u64::from(total.max(1));
+    Some(Scale {
+        instances,
+        min_warm: u32::try_from(min_warm).unwrap_or(instances).min(instances),
+    })
 }
 
 /// The package of every current deployment, by (tenant, app).

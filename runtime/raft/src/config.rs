@@ -35,9 +35,12 @@ pub struct RaftConfig {
     pub election_ticks: usize,
     /// Ticks between leader heartbeats. Default 3.
     pub heartbeat_ticks: usize,
-    /// How long [`RaftNode::propose`](crate::RaftNode::propose) and
-    /// [`RaftNode::read_index`](crate::RaftNode::read_index) wait for an outcome. Default 5 s.
+    /// How long [`RaftNode::propose`](crate::RaftNode::propose) waits for an outcome.
+    /// Default 5 s.
     pub propose_timeout: Duration,
+    /// How long [`RaftNode::read_index`](crate::RaftNode::read_index) waits for the leader to
+    /// confirm a read and for this node to apply up to it. Default 5 s.
+    pub read_timeout: Duration,
     /// How long [`RaftNode::open`](crate::RaftNode::open) waits for recovery (log replay and,
     /// for a single member, becoming leader). Default 30 s.
     pub startup_timeout: Duration,
@@ -63,6 +66,7 @@ impl RaftConfig {
             election_ticks: 10,
             heartbeat_ticks: 3,
             propose_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
             startup_timeout: Duration::from_secs(30),
             max_uncommitted_bytes: 64 << 20,
             max_batch: 1_024,
@@ -89,6 +93,9 @@ impl RaftConfig {
         }
         if self.tick.is_zero() {
             return fail("tick must be non-zero");
+        }
+        if self.read_timeout.is_zero() {
+            return fail("read_timeout must be non-zero");
         }
         if self.max_uncommitted_bytes == 0 {
             return fail("max_uncommitted_bytes must be at least 1");
@@ -123,8 +130,13 @@ impl RaftConfig {
             // raft-rs requires max_uncommitted_size >= max_size_per_msg.
             max_size_per_msg: self.max_uncommitted_bytes.min(1 << 20),
             max_inflight_msgs: 256,
+            // A leader that cannot hear from a quorum for an election timeout steps down, and
+            // a member cut off from the others cannot disrupt them when it comes back.
             check_quorum: true,
             pre_vote: true,
+            // Read-index confirms leadership with a heartbeat round; never trust a lease
+            // (clocks and paused processes make leases unsafe).
+            read_only_option: raft::ReadOnlyOption::Safe,
             max_uncommitted_size: self.max_uncommitted_bytes,
             ..raft::Config::default()
         }
@@ -142,6 +154,12 @@ mod tests {
         assert_eq!(config.snapshot_every, 10_000);
         assert_eq!(config.tick, Duration::from_millis(100));
         assert_eq!(config.propose_timeout, Duration::from_secs(5));
+        let raft = config.raft_config(0);
+        assert!(
+            raft.check_quorum && raft.pre_vote,
+            "a cut-off leader steps down"
+        );
+        assert_eq!(raft.read_only_option, raft::ReadOnlyOption::Safe);
 
         let mut bad = config.clone();
         bad.node_id = 0;

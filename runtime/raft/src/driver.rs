@@ -14,6 +14,15 @@
 //! 6. publish the applied index, resolve waiting reads, snapshot + compact when due.
 //!
 //! Proposals resolve only in step 4/5, i.e. after their entry was fsynced.
+//!
+//! Reads use raft's read-index protocol (`ReadOnlyOption::Safe`, raft-rs's default) on every
+//! member: the leader confirms its leadership with a heartbeat round before it names a read
+//! index; a follower's request is forwarded by raft to the leader and its `ReadState` comes
+//! back in the follower's `Ready`. Either way the read resolves once this node applied up to
+//! that index. A node that knows no leader fails its reads at once
+//! ([`ProposeError::NotLeader`] with no leader); unconfirmed reads are re-sent when the leader
+//! or term changes and every `read_retry_ticks` (raft-rs drops them silently, e.g. on a leader
+//! that has not committed in its term yet).
 
 use std::time::Duration;
 
@@ -26,7 +35,7 @@ use tracing::Instrument as _;
 use crate::StateMachine;
 use crate::error::{ProposeError, RaftError, StorageError};
 use crate::node::{RaftStatus, Role};
-use crate::pending::{Proposals, ProposeReply, ReadReply, Reads, RequestIds};
+use crate::pending::{Proposals, ProposeReply, ReadReply, Reads, RequestIds, Sent};
 use crate::storage::SledStorage;
 use crate::transport::Transport;
 
@@ -76,6 +85,10 @@ pub(crate) struct Driver<S, T> {
     pub(crate) ids: RequestIds,
     pub(crate) proposals: Proposals,
     pub(crate) reads: Reads,
+    /// Ticks since the driver started (the clock of read re-sends).
+    pub(crate) ticks: u64,
+    /// Ticks an unconfirmed read waits before it is sent again.
+    pub(crate) read_retry_ticks: u64,
 }
 
 /// What woke the loop up.
@@ -106,6 +119,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                 Event::Stop => break Ok(()),
                 Event::Tick => {
                     self.raw.tick();
+                    self.ticks += 1;
                     self.proposals.purge_abandoned();
                     self.reads.purge_abandoned();
                     Ok(())
@@ -146,14 +160,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         match request {
             Request::Propose { command, reply } => self.propose(command, reply),
             Request::ChangeMembership { change, reply } => self.change_membership(change, reply),
-            Request::ReadIndex { reply } => {
-                if let Err(e) = self.check_leader() {
-                    let _ = reply.send(Err(e));
-                } else {
-                    self.reads.defer(self.ids.next_id(), reply);
-                    self.issue_reads();
-                }
-            }
+            Request::ReadIndex { reply } => self.reads.add(self.ids.next_id(), reply),
             Request::CompactNow { reply } => match self.snapshot_now().await {
                 Ok(index) => {
                     let _ = reply.send(Ok(index));
@@ -228,20 +235,37 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         }
     }
 
-    /// Issues deferred reads once raft can serve them (leader with an entry committed in its
-    /// term; raft-rs silently drops read requests before that).
+    /// Hands unconfirmed reads to raft when it can serve them: on the leader once it committed
+    /// an entry in its term (raft-rs drops read requests before that), on a follower once it
+    /// knows the leader (raft forwards them there). With no leader known the reads fail now:
+    /// nobody could confirm them, and the caller should hear so rather than wait.
     fn issue_reads(&mut self) {
-        if !self.reads.has_deferred() || !self.raw.raft.commit_to_current_term() {
+        if !self.reads.has_unconfirmed() {
             return;
         }
-        for (id, reply) in self.reads.take_deferred() {
+        let raft = &self.raw.raft;
+        let leader = raft.leader_id;
+        match raft.state {
+            StateRole::Leader if !raft.commit_to_current_term() => return,
+            StateRole::Leader | StateRole::Follower if leader != raft::INVALID_ID => {}
+            _ => {
+                self.reads
+                    .fail_unconfirmed(&ProposeError::NotLeader { leader: None });
+                return;
+            }
+        }
+        let now = Sent {
+            leader,
+            term: raft.term,
+            at_tick: self.ticks,
+        };
+        for id in self.reads.due(now, self.read_retry_ticks) {
             self.raw.read_index(id.to_vec());
-            self.reads.issue(id, reply);
         }
     }
 
     /// Handles `Ready`s until raft has nothing more to do (a round can unblock more work, e.g.
-    /// a leader's first commit lets deferred reads go out, which yields read states).
+    /// a leader's first commit lets waiting reads go out, which yields read states).
     async fn drain_ready(&mut self) -> Result<(), RaftError> {
         loop {
             self.issue_reads();
@@ -419,12 +443,6 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
 
     /// Publishes progress and wakes whoever waits on it.
     fn after_round(&mut self) {
-        if self.raw.raft.state != StateRole::Leader {
-            self.reads.fail_unconfirmed(&ProposeError::NotLeader {
-                leader: (self.raw.raft.leader_id != raft::INVALID_ID)
-                    .then_some(self.raw.raft.leader_id),
-            });
-        }
         let status = self.status();
         self.status_tx.send_if_modified(|current| {
             let changed = *current != status;

@@ -7,13 +7,14 @@
 //! ```text
 //! RaftNode::propose ──► driver task ──► RawNode (raft-rs) ──► SledStorage (fsync)
 //!                          │                                      │
-//!                          ├─ Transport (peers; none today)       │
+//!                          ├─ Transport (peers)                   │
 //!                          └─ StateMachine::apply ◄── committed ──┘ ──► outcome to proposer
 //! ```
 //!
-//! - [`RaftNode`] — open/recover, [`propose`](RaftNode::propose),
-//!   [`read_index`](RaftNode::read_index), [`subscribe`](RaftNode::subscribe) to the applied
-//!   index, [`status`](RaftNode::status), [`compact_now`](RaftNode::compact_now),
+//! - [`RaftNode`] — open/recover, [`propose`](RaftNode::propose) (leader only),
+//!   [`read_index`](RaftNode::read_index) (any member: linearizable reads),
+//!   [`subscribe`](RaftNode::subscribe) to the applied index, [`status`](RaftNode::status) and
+//!   [`watch_status`](RaftNode::watch_status), [`compact_now`](RaftNode::compact_now),
 //!   [`shutdown`](RaftNode::shutdown).
 //! - [`SledStorage`] — raft-rs's `Storage` over sled: entries, hard state, membership, snapshot.
 //! - [`Transport`] — where outgoing raft messages go; [`LocalTransport`] for a single member,

@@ -106,6 +106,7 @@ pub struct RaftNode {
     applied: watch::Receiver<u64>,
     status: watch::Receiver<RaftStatus>,
     propose_timeout: Duration,
+    read_timeout: Duration,
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
     driver: Mutex<Option<JoinHandle<Result<(), RaftError>>>>,
 }
@@ -196,6 +197,8 @@ impl RaftNode {
             ids: RequestIds::new(),
             proposals: Proposals::default(),
             reads: Reads::default(),
+            ticks: 0,
+            read_retry_ticks: config.heartbeat_ticks.max(1) as u64,
         };
         tracing::info!(parent: &span, applied, startup_target, lone_voter, "raft node starting");
         let handle = tokio::spawn(driver.run().instrument(span.clone()));
@@ -206,6 +209,7 @@ impl RaftNode {
             applied: applied_rx,
             status: status_rx,
             propose_timeout: config.propose_timeout,
+            read_timeout: config.read_timeout,
             shutdown: Mutex::new(Some(shutdown_tx)),
             driver: Mutex::new(Some(handle)),
         };
@@ -308,13 +312,37 @@ impl RaftNode {
             .map_err(|_| ProposeError::Stopped)
     }
 
-    /// Confirms leadership through raft's read-index protocol and waits until this node has
-    /// applied up to the returned index. State read afterwards is linearizable (reflects every
-    /// command acknowledged before the call). With one member this completes immediately.
+    /// Gets a read index through raft's read-index protocol and waits until this node has
+    /// applied up to it. State read afterwards is linearizable: it reflects every command
+    /// acknowledged (anywhere in the group) before the call.
+    ///
+    /// Works on every member: the leader confirms it still leads with a heartbeat round to a
+    /// quorum (raft-rs `ReadOnlyOption::Safe`); a follower asks the leader for its commit index
+    /// the same way. With one member this completes at once, without touching the disk.
+    ///
+    /// Fails with [`ProposeError::NotLeader`] (no leader) when this node knows no leader — an
+    /// election is under way, or it is cut off from the majority — and with
+    /// [`ProposeError::Timeout`] after the configured `read_timeout` when the leader does not
+    /// confirm (e.g. it lost its quorum and has not noticed yet).
     pub async fn read_index(&self) -> Result<u64, ProposeError> {
+        self.read_index_with_timeout(self.read_timeout).await
+    }
+
+    /// [`RaftNode::read_index`] with an explicit timeout.
+    pub async fn read_index_with_timeout(&self, timeout: Duration) -> Result<u64, ProposeError> {
         let (reply, outcome) = oneshot::channel();
-        self.request(Request::ReadIndex { reply }, outcome, self.propose_timeout)
+        self.request(Request::ReadIndex { reply }, outcome, timeout)
             .await
+    }
+
+    /// The configured bound of [`RaftNode::propose`].
+    pub fn propose_timeout(&self) -> Duration {
+        self.propose_timeout
+    }
+
+    /// The configured bound of [`RaftNode::read_index`].
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
     }
 
     async fn request<R>(
@@ -348,6 +376,12 @@ impl RaftNode {
     /// The latest published status.
     pub fn status(&self) -> RaftStatus {
         self.status.borrow().clone()
+    }
+
+    /// Watches the status: the receiver sees each change (role, leader, indices…), or the
+    /// latest if it lags.
+    pub fn watch_status(&self) -> watch::Receiver<RaftStatus> {
+        self.status.clone()
     }
 
     /// Takes a snapshot at the applied index now and compacts the log behind it (keeping the

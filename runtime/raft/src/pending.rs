@@ -111,32 +111,71 @@ impl Proposals {
     }
 }
 
-/// Read-index requests: issued to raft (by id), then waiting for `applied >= read index`.
+/// Where and when a read-index request was last handed to raft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// The leader raft addressed it to (this node, when it leads).
+    pub(crate) leader: u64,
+    /// The term it was sent in.
+    pub(crate) term: u64,
+    /// The driver's tick count when it was sent.
+    pub(crate) at_tick: u64,
+}
+
+/// A read-index request raft has not confirmed yet.
+#[derive(Debug)]
+struct Unconfirmed {
+    reply: ReadReply,
+    /// `None` until handed to raft.
+    sent: Option<Sent>,
+}
+
+/// Read-index requests: handed to raft (by id) — on a follower raft forwards them to the
+/// leader — then waiting for their `ReadState`, then for `applied >= read index`.
+///
+/// raft-rs drops a read request silently in several cases (a leader that has not committed in
+/// its term yet, a lost message, a leader that steps down), so an unconfirmed request is sent
+/// again when the leader or term changes or when it has waited `retry_ticks`. Re-sending the
+/// same id is harmless: a leader ignores a request id it already has pending, and a second
+/// `ReadState` for an already confirmed id is ignored here.
 #[derive(Debug, Default)]
 pub(crate) struct Reads {
-    /// Not yet issued because the leader has not committed an entry in its term.
-    deferred: Vec<(RequestId, ReadReply)>,
-    /// Issued to raft, waiting for the `ReadState`.
-    issued: HashMap<RequestId, ReadReply>,
+    /// Not yet confirmed by raft.
+    unconfirmed: HashMap<RequestId, Unconfirmed>,
     /// Read index known, waiting for the state machine to catch up.
     confirmed: BTreeMap<u64, Vec<ReadReply>>,
 }
 
 impl Reads {
-    pub(crate) fn defer(&mut self, id: RequestId, reply: ReadReply) {
-        self.deferred.push((id, reply));
+    /// Registers a new request; [`Reads::due`] says when to hand it to raft.
+    pub(crate) fn add(&mut self, id: RequestId, reply: ReadReply) {
+        self.unconfirmed
+            .insert(id, Unconfirmed { reply, sent: None });
     }
 
-    pub(crate) fn take_deferred(&mut self) -> Vec<(RequestId, ReadReply)> {
-        std::mem::take(&mut self.deferred)
+    pub(crate) fn has_unconfirmed(&self) -> bool {
+        !self.unconfirmed.is_empty()
     }
 
-    pub(crate) fn has_deferred(&self) -> bool {
-        !self.deferred.is_empty()
-    }
-
-    pub(crate) fn issue(&mut self, id: RequestId, reply: ReadReply) {
-        self.issued.insert(id, reply);
+    /// The requests to hand to raft now, with `now` as their new [`Sent`]: those never sent,
+    /// those sent to another leader or in another term, and those waiting `retry_ticks` or more.
+    pub(crate) fn due(&mut self, now: Sent, retry_ticks: u64) -> Vec<RequestId> {
+        let mut due = Vec::new();
+        for (id, read) in &mut self.unconfirmed {
+            let resend = match read.sent {
+                None => true,
+                Some(sent) => {
+                    sent.leader != now.leader
+                        || sent.term != now.term
+                        || now.at_tick.saturating_sub(sent.at_tick) >= retry_ticks
+                }
+            };
+            if resend {
+                read.sent = Some(now);
+                due.push(*id);
+            }
+        }
+        due
     }
 
     /// raft confirmed the read with request context `ctx` at `index`.
@@ -144,8 +183,8 @@ impl Reads {
         let Ok(id) = RequestId::try_from(ctx) else {
             return;
         };
-        if let Some(reply) = self.issued.remove(&id) {
-            self.confirmed.entry(index).or_default().push(reply);
+        if let Some(read) = self.unconfirmed.remove(&id) {
+            self.confirmed.entry(index).or_default().push(read.reply);
         }
     }
 
@@ -162,14 +201,10 @@ impl Reads {
         }
     }
 
-    /// Fails reads that raft can no longer confirm (this node lost leadership).
+    /// Fails the reads raft has not confirmed (e.g. no leader to confirm them).
     pub(crate) fn fail_unconfirmed(&mut self, error: &ProposeError) {
-        let deferred = std::mem::take(&mut self.deferred)
-            .into_iter()
-            .map(|(_, r)| r);
-        let issued = std::mem::take(&mut self.issued).into_values();
-        for reply in deferred.chain(issued) {
-            let _ = reply.send(Err(error.clone()));
+        for (_, read) in self.unconfirmed.drain() {
+            let _ = read.reply.send(Err(error.clone()));
         }
     }
 
@@ -183,8 +218,7 @@ impl Reads {
 
     /// Forgets reads whose caller gave up.
     pub(crate) fn purge_abandoned(&mut self) {
-        self.deferred.retain(|(_, reply)| !reply.is_closed());
-        self.issued.retain(|_, reply| !reply.is_closed());
+        self.unconfirmed.retain(|_, read| !read.reply.is_closed());
         self.confirmed.retain(|_, replies| {
             replies.retain(|reply| !reply.is_closed());
             !replies.is_empty()
@@ -242,11 +276,52 @@ mod tests {
         let mut reads = Reads::default();
         let id = RequestIds::new().next_id();
         let (tx, mut rx) = oneshot::channel();
-        reads.issue(id, tx);
+        reads.add(id, tx);
         reads.on_read_state(&id, 10);
         reads.on_applied(9);
         assert!(rx.try_recv().is_err());
         reads.on_applied(10);
         assert_eq!(rx.try_recv().unwrap(), Ok(10));
+    }
+
+    #[test]
+    fn unconfirmed_reads_are_resent_on_leader_change_and_after_a_while() {
+        let mut reads = Reads::default();
+        let id = RequestIds::new().next_id();
+        let (tx, _rx) = oneshot::channel();
+        reads.add(id, tx);
+        let sent = |leader, term, at_tick| Sent {
+            leader,
+            term,
+            at_tick,
+        };
+        assert_eq!(reads.due(sent(2, 5, 0), 3), vec![id], "never sent");
+        assert!(reads.due(sent(2, 5, 2), 3).is_empty(), "sent recently");
+        assert_eq!(reads.due(sent(2, 5, 3), 3), vec![id], "waited too long");
+        assert_eq!(reads.due(sent(3, 5, 3), 3), vec![id], "another leader");
+        assert_eq!(reads.due(sent(3, 6, 3), 3), vec![id], "another term");
+        reads.on_read_state(&id, 7);
+        assert!(reads.due(sent(3, 6, 9), 3).is_empty(), "confirmed");
+        // A second ReadState for the same id (a re-sent request) changes nothing.
+        reads.on_read_state(&id, 8);
+        assert_eq!(reads.confirmed.len(), 1);
+    }
+
+    #[test]
+    fn unconfirmed_reads_fail_confirmed_ones_wait() {
+        let mut reads = Reads::default();
+        let mut ids = RequestIds::new();
+        let (a, b) = (ids.next_id(), ids.next_id());
+        let (tx_a, mut rx_a) = oneshot::channel();
+        let (tx_b, mut rx_b) = oneshot::channel();
+        reads.add(a, tx_a);
+        reads.add(b, tx_b);
+        reads.on_read_state(&b, 4);
+        let error = ProposeError::NotLeader { leader: None };
+        reads.fail_unconfirmed(&error);
+        assert_eq!(rx_a.try_recv().unwrap(), Err(error));
+        assert!(rx_b.try_recv().is_err());
+        reads.on_applied(4);
+        assert_eq!(rx_b.try_recv().unwrap(), Ok(4));
     }
 }

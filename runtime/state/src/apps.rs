@@ -141,8 +141,19 @@ pub struct App {
     pub tenant: String,
     /// The app's name, a slug unique within its tenant.
     pub name: String,
-    /// How many instances run.
+    /// How many instances run (in the whole cluster).
     pub scale: Scale,
+    /// Over which hosts they spread (empty: every host alike).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spread: Vec<crate::Spread>,
+    /// Where they run: instances per host id, as the scheduler placed them
+    /// (empty on a single host, which runs every app).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "crate::placement::as_pairs"
+    )]
+    pub placement: BTreeMap<u64, u32>,
     /// The version receiving traffic, if any.
     pub current: Option<u32>,
     /// Every version, oldest first; `history[i].version == i + 1`.
@@ -155,6 +166,8 @@ impl App {
             tenant: tenant.to_owned(),
             name: name.to_owned(),
             scale: Scale::default(),
+            spread: Vec::new(),
+            placement: BTreeMap::new(),
             current: None,
             history: Vec::new(),
         }

@@ -161,6 +161,20 @@ pub enum Command {
         /// Instances to keep warm, at most `instances`.
         #[serde(default)]
         min_warm: u32,
+        /// New spread rules (`None` keeps the app's rules).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spread: Option<Vec<crate::Spread>>,
+    },
+    /// Records where an app's instances run: instances per host id (the
+    /// leader's scheduler proposes it). → [`Outcome::Placed`]
+    Place {
+        /// The app's tenant.
+        tenant: String,
+        /// The app's name.
+        app: String,
+        /// Instances per host id; every host a member, every count > 0.
+        #[serde(with = "crate::placement::as_pairs")]
+        hosts: BTreeMap<u64, u32>,
     },
     /// Deletes an app and its history, releasing its routes. Its version
     /// numbers start again at 1 if an app of the same name is deployed later.
@@ -275,6 +289,8 @@ pub enum Outcome {
     },
     /// The app was deleted.
     AppDeleted,
+    /// The app's placement was recorded.
+    Placed,
     /// The partner was registered.
     PartnerRegistered {
         /// Its id.

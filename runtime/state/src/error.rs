@@ -113,6 +113,18 @@ pub enum CommandError {
         /// The id.
         id: u64,
     },
+    /// An app's spread rules are malformed.
+    #[error("invalid spread: {reason}")]
+    InvalidSpread {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A placement names hosts that are not members, or no instances.
+    #[error("invalid placement: {reason}")]
+    InvalidPlacement {
+        /// What is wrong.
+        reason: String,
+    },
 
     /// A capability grant is malformed.
     #[error("invalid grant of capability `{capability}`: {reason}")]
@@ -362,6 +374,8 @@ impl CommandError {
             | InvalidCapability { .. }
             | InvalidPartner { .. }
             | InvalidHostSpec { .. }
+            | InvalidSpread { .. }
+            | InvalidPlacement { .. }
             | InvalidOutbound { .. }
             | InvalidConfigKey { .. }
             | TenantRequired { .. }

@@ -191,13 +191,7 @@ fn validate_host(
     labels: &BTreeMap<String, String>,
 ) -> Result<(), CommandError> {
     let invalid = |reason: String| Err(CommandError::InvalidHostSpec { reason });
-    let name_ok = |s: &str, max: usize| {
-        !s.is_empty()
-            && s.len() <= max
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-    };
-    if !name_ok(name, 128) {
+    if !word_ok(name, 128) {
         return invalid(format!(
             "host name `{name}` must be 1-128 ASCII letters, digits, `-`, `.` or `_`"
         ));
@@ -215,9 +209,23 @@ fn validate_host(
         return invalid("a host has at most 32 labels".into());
     }
     for (key, value) in labels {
-        if !name_ok(key, 63) || (!value.is_empty() && !name_ok(value, 63)) {
-            return invalid(format!("label `{key}={value}` must be short ASCII words"));
-        }
+        check_label(key, value).or_else(invalid)?;
+    }
+    Ok(())
+}
+
+/// Whether `s` is 1 to `max` ASCII letters, digits, `-`, `.` or `_`.
+fn word_ok(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+/// Checks one placement label (of a host, or required by a spread rule).
+pub(crate) fn check_label(key: &str, value: &str) -> Result<(), String> {
+    if !word_ok(key, 63) || (!value.is_empty() && !word_ok(value, 63)) {
+        return Err(format!("label `{key}={value}` must be short ASCII words"));
     }
     Ok(())
 }

@@ -35,8 +35,15 @@ pub struct RouteTarget {
     pub routes: Vec<Route>,
     /// Per-request limits.
     pub limits: DeploymentLimits,
-    /// The app's scale.
+    /// The app's scale (in the whole cluster).
     pub scale: Scale,
+    /// Instances per host id (empty on a single host: it runs every app).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "crate::placement::as_pairs"
+    )]
+    pub placement: BTreeMap<u64, u32>,
     /// Outbound destinations the component may reach.
     pub allow_outbound: Vec<String>,
     /// Config values handed to the component.

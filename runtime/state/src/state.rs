@@ -86,7 +86,11 @@ impl State {
             } => self.hosts.join(*id, name, addrs, labels, *at),
             Command::UpdateHostAddrs { id, addrs } => self.hosts.update_addrs(*id, addrs),
             Command::SetHostMode { id, mode } => self.hosts.set_mode(*id, *mode),
-            Command::RemoveHost { id } => self.hosts.remove(*id),
+            Command::RemoveHost { id } => {
+                let outcome = self.hosts.remove(*id)?;
+                self.apps.forget_host(*id);
+                Ok(outcome)
+            }
             Command::SetJoinSecret { hash } => self.hosts.set_join_secret(hash),
             Command::RegisterPackage {
                 digest,
@@ -152,6 +156,7 @@ impl State {
                 app,
                 instances,
                 min_warm,
+                spread,
             } => self.apps.scale(
                 tenant,
                 app,
@@ -159,7 +164,13 @@ impl State {
                     instances: *instances,
                     min_warm: *min_warm,
                 },
+                spread.as_deref(),
             ),
+            Command::Place { tenant, app, hosts } => {
+                let members = self.hosts.map();
+                self.apps
+                    .place(tenant, app, hosts, |id| members.contains_key(&id))
+            }
             Command::DeleteApp { tenant, app } => self.apps.delete(tenant, app),
         }
     }
@@ -285,6 +296,7 @@ impl State {
                     routes: current.routes.clone(),
                     limits: current.limits,
                     scale: app.scale,
+                    placement: app.placement.clone(),
                     allow_outbound: current.allow_outbound.clone(),
                     config: current.config.clone(),
                     capabilities: current.capabilities.clone(),

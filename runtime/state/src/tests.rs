@@ -208,6 +208,7 @@ fn random_command(rng: &mut Rng, step: u64) -> Command {
                 app,
                 instances: rng.below(1500) as u32,
                 min_warm: rng.below(3) as u32,
+                spread: None,
             },
         },
     }

@@ -3,7 +3,7 @@
 //! A deploy proposes a new pending version, then waits until the node has
 //! compiled and probed it and traffic has moved to it (or it failed).
 
-use super::status::app_status;
+use super::status::{app_status, linearizable};
 use crate::auth::{Action, Principal};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Tenant};
@@ -253,7 +253,7 @@ async fn settle(
     }
 }
 
-/// `GET /v1/apps`: each app's current (or latest) version.
+/// `GET /v1/apps`: each app's current (or latest) version (linearizable).
 pub async fn list(
     State(context): State<Arc<ApiContext>>,
     principal: Principal,
@@ -261,7 +261,7 @@ pub async fn list(
 ) -> Result<Json<Vec<DeploymentInfo>>, ApiError> {
     principal.require(Action::Read)?;
     let scope = principal.scope(requested.as_deref())?;
-    let apps = context.control.read(|state| {
+    let apps = linearizable(&context, |state| {
         let summary = |app: &App| {
             let shown = app.current_deployment().or_else(|| app.history.last())?;
             Some(deployment_info(app, shown))
@@ -270,11 +270,13 @@ pub async fn list(
             Some(tenant) => state.apps_of(tenant).filter_map(summary).collect(),
             None => state.apps().filter_map(summary).collect(),
         }
-    });
+    })
+    .await?;
     Ok(Json(apps))
 }
 
-/// `GET /v1/apps/{app}/deployments`: every version, oldest first.
+/// `GET /v1/apps/{app}/deployments`: every version, oldest first
+/// (linearizable).
 pub async fn history(
     State(context): State<Arc<ApiContext>>,
     principal: Principal,
@@ -283,20 +285,19 @@ pub async fn history(
 ) -> Result<Json<Vec<DeploymentInfo>>, ApiError> {
     principal.require(Action::Read)?;
     let tenant = principal.tenant_for(requested.as_deref())?;
-    context
-        .control
-        .read(|state| {
-            let app_state = state.app(&tenant, &app)?;
-            Some(
-                app_state
-                    .history
-                    .iter()
-                    .map(|d| deployment_info(app_state, d))
-                    .collect(),
-            )
-        })
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no app `{app}` in tenant `{tenant}`")))
+    linearizable(&context, |state| {
+        let app_state = state.app(&tenant, &app)?;
+        Some(
+            app_state
+                .history
+                .iter()
+                .map(|d| deployment_info(app_state, d))
+                .collect(),
+        )
+    })
+    .await?
+    .map(Json)
+    .ok_or_else(|| ApiError::NotFound(format!("no app `{app}` in tenant `{tenant}`")))
 }
 
 /// `POST /v1/apps/{app}/rollback`.
@@ -353,6 +354,7 @@ pub async fn scale(
             app: app.clone(),
             instances: request.instances,
             min_warm: request.min_warm,
+            spread: request.spread.clone(),
         })
         .await?;
     context

@@ -84,6 +84,37 @@ impl Client {
         self.get(&["nodes"], None).await
     }
 
+    /// `POST /v1/nodes/{host}/drain` or `/ready`.
+    pub async fn set_node_mode(
+        &self,
+        host: &str,
+        draining: bool,
+    ) -> Result<wire::ClusterInfo, ApiError> {
+        let action = if draining { "drain" } else { "ready" };
+        self.call_json::<(), _>(
+            Method::POST,
+            &["nodes", host, action],
+            None,
+            None,
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/nodes/{host}[?force=true]`.
+    pub async fn remove_node(
+        &self,
+        host: &str,
+        force: bool,
+    ) -> Result<wire::ClusterInfo, ApiError> {
+        let (url, mut request) = self.request(Method::DELETE, &["nodes", host], None);
+        if force {
+            request = request.query(&[("force", "true")]);
+        }
+        let response = self.send(request, CALL_TIMEOUT).await?;
+        parse(&url, "DELETE", check(response).await?).await
+    }
+
     /// `GET /v1/tenants`.
     pub async fn list_tenants(&self) -> Result<Vec<wire::TenantInfo>, ApiError> {
         self.get(&["tenants"], None).await

@@ -170,6 +170,7 @@ async fn server_errors_carry_message_and_exit_code() {
             &wire::Scale {
                 instances: 1,
                 min_warm: 0,
+                spread: None,
             },
         )
         .await

@@ -159,6 +159,40 @@ pub fn package_ref(text: &str) -> Result<PackageRef, String> {
     }
 }
 
+/// Parses a spread rule, `KEY=VALUE[,KEY=VALUE…][:WEIGHT]` (weight 1 when
+/// left out), e.g. `zone=east:3`.
+pub fn spread(text: &str) -> Result<cloudware_state::Spread, String> {
+    let (labels, weight) = match text.rsplit_once(':') {
+        Some((labels, weight)) => (
+            labels,
+            weight
+                .parse::<u32>()
+                .ok()
+                .filter(|w| *w > 0)
+                .ok_or_else(|| {
+                    format!("`{text}`: the weight after `:` must be a whole number above 0")
+                })?,
+        ),
+        None => (text, 1),
+    };
+    let mut requirements = std::collections::BTreeMap::new();
+    for pair in labels.split(',').filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}`: expected KEY=VALUE[,KEY=VALUE…][:WEIGHT]"))?;
+        requirements.insert(key.to_string(), value.to_string());
+    }
+    if requirements.is_empty() {
+        return Err(format!(
+            "`{text}`: name at least one label, e.g. zone=east:3"
+        ));
+    }
+    Ok(cloudware_state::Spread {
+        requirements,
+        weight,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +311,16 @@ mod tests {
         assert!(outbound("").is_err());
         assert!(name("shop").is_ok());
         assert!(name(" ").is_err());
+    }
+
+    #[test]
+    fn spread_rules() {
+        let rule = spread("zone=east,disk=ssd:3").unwrap();
+        assert_eq!(rule.weight, 3);
+        assert_eq!(rule.requirements.len(), 2);
+        assert_eq!(spread("zone=west").unwrap().weight, 1);
+        for bad in ["zone=east:0", "zone=east:x", ":2", "zone"] {
+            assert!(spread(bad).is_err(), "{bad}");
+        }
     }
 }

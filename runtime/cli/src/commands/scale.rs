@@ -1,4 +1,4 @@
-//! `cloudware scale APP --instances N [--min-warm M]`.
+//! `cloudware scale APP --instances N [--min-warm M] [--spread KEY=VALUE:WEIGHT …]`.
 
 use super::global::ClientArgs;
 use super::{Ctx, parse};
@@ -17,6 +17,14 @@ pub struct ScaleArgs {
     /// Instances kept ready for requests [default: 0].
     #[arg(long, value_name = "M", allow_negative_numbers = true)]
     pub min_warm: Option<u32>,
+    /// Spread the instances over hosts labelled KEY=VALUE (as `cloudware up
+    /// --label` set them), WEIGHT parts each: `--spread zone=east:2 --spread
+    /// zone=west:1` (repeatable) [default: keep the app's rules].
+    #[arg(long, value_name = "KEY=VALUE[:WEIGHT]", value_parser = parse::spread, conflicts_with = "no_spread")]
+    pub spread: Vec<cloudware_state::Spread>,
+    /// Drop the app's spread rules: every host alike.
+    #[arg(long)]
+    pub no_spread: bool,
     /// The app's tenant (operator tokens; others act for their own).
     #[arg(long, value_name = "TENANT", value_parser = parse::name)]
     pub tenant: Option<String>,
@@ -30,6 +38,11 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let request = wire::Scale {
         instances: args.instances,
         min_warm: args.min_warm.unwrap_or(0),
+        spread: match (args.no_spread, args.spread.is_empty()) {
+            (true, _) => Some(Vec::new()),
+            (false, true) => None,
+            (false, false) => Some(args.spread),
+        },
     };
     let status = ctx
         .client
@@ -62,6 +75,9 @@ mod tests {
             error_rate: 0.0,
             p50_ms: 0.0,
             p99_ms: 0.0,
+            here: 0,
+            placement: vec![],
+            calls: vec![],
         };
         assert_eq!(
             render_scaled(&status),

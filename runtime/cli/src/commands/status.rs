@@ -68,7 +68,43 @@ pub fn render_status(statuses: &[wire::AppStatus]) -> String {
             if_traffic(table::millis(s.p99_ms)),
         ]);
     }
-    table.render()
+    let mut out = table.render();
+    out.push_str(&render_locality(statuses));
+    out
+}
+
+/// Where each app runs and which of its service calls cross hosts (nothing
+/// outside a cluster).
+fn render_locality(statuses: &[wire::AppStatus]) -> String {
+    let mut out = String::new();
+    for s in statuses
+        .iter()
+        .filter(|s| !s.placement.is_empty() || !s.calls.is_empty())
+    {
+        let hosts: Vec<String> = s
+            .placement
+            .iter()
+            .map(|p| format!("{} ×{} ({})", p.name, p.instances, p.state))
+            .collect();
+        let hosts = if hosts.is_empty() {
+            "no host yet".to_owned()
+        } else {
+            hosts.join(", ")
+        };
+        out.push_str(&format!("{} runs on {hosts}\n", s.app));
+        for call in &s.calls {
+            let locality = if call.crosses_hosts {
+                "crosses hosts"
+            } else {
+                "same hosts"
+            };
+            out.push_str(&format!(
+                "  calls {} on {}: {locality}\n",
+                call.interface, call.app
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -88,6 +124,9 @@ mod tests {
             error_rate: 0.0042,
             p50_ms: 1.234,
             p99_ms: 187.9,
+            here: 0,
+            placement: vec![],
+            calls: vec![],
         };
         let quiet = wire::AppStatus {
             app: "blog".into(),
@@ -100,6 +139,9 @@ mod tests {
             error_rate: 0.0,
             p50_ms: 0.0,
             p99_ms: 0.0,
+            here: 0,
+            placement: vec![],
+            calls: vec![],
         };
         assert_eq!(
             render_status(&[busy, quiet]),
@@ -110,5 +152,38 @@ blog  beta-corp        -          1     0     0     0.0       -      -      -
 "
         );
         assert_eq!(render_status(&[]), "no apps\n");
+    }
+
+    #[test]
+    fn locality_lines() {
+        let placed = |host: u64, name: &str, state: &str, instances: u32| wire::PlacedOn {
+            host,
+            name: name.into(),
+            state: state.into(),
+            instances,
+        };
+        let shop = wire::AppStatus {
+            app: "shop".into(),
+            tenant: "acme".into(),
+            version: Some(1),
+            instances: 3,
+            busy: 0,
+            idle: 2,
+            requests_per_second: 0.0,
+            error_rate: 0.0,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+            here: 2,
+            placement: vec![placed(1, "a", "ready", 2), placed(2, "b", "down", 1)],
+            calls: vec![wire::ServiceCall {
+                interface: "acme:orders/api".into(),
+                app: "orders".into(),
+                crosses_hosts: true,
+            }],
+        };
+        assert_eq!(
+            render_locality(&[shop]),
+            "shop runs on a ×2 (ready), b ×1 (down)\n  calls acme:orders/api on orders: crosses hosts\n"
+        );
     }
 }

@@ -215,6 +215,7 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 // ---------------------------------------------------------------------------
 
 pub mod capabilities;
+pub mod cluster;
 mod node;
 #[allow(unused_imports)]
 pub use node::*;

@@ -449,16 +449,21 @@ pub fn admin_request(
 }
 
 /// Polls `probe` every 50 ms until it returns `Some`, for at most `timeout`.
-pub fn wait_until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+pub fn wait_until<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Option<T>) -> T {
+    wait_until_or(timeout, probe).unwrap_or_else(|| panic!("timed out after {timeout:?}: {what}"))
+}
+
+/// Polls `probe` every 50 ms until it returns `Some`, for at most `timeout`;
+/// `None` when it never did.
+pub fn wait_until_or<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = probe() {
-            return value;
+            return Some(value);
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -45,6 +45,13 @@ pub(crate) struct JoinResponse {
     pub(crate) hosts: Vec<Host>,
 }
 
+/// `GET /v1/health`: a heartbeat's answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct HealthAnswer {
+    /// The answering host's id.
+    pub(crate) id: u64,
+}
+
 /// An error answer: a message, and the leader when the callee is not it.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct RpcError {

@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 /// What the routes need.
 pub(crate) struct RpcState {
+    /// This host's id.
+    pub(crate) node_id: u64,
     pub(crate) control: Arc<ControlPlane>,
     pub(crate) packages: PackageStore,
     pub(crate) ca: ClusterCa,
@@ -30,6 +32,7 @@ pub(crate) fn router(state: Arc<RpcState>) -> Router {
         .route("/v1/members", post(add_member))
         .route("/v1/propose", post(propose))
         .route("/v1/packages/{digest}", get(package))
+        .route(crate::health::HEALTH_PATH, get(health))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             applied_index,
@@ -195,4 +198,15 @@ async fn package(
         }
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string(), None),
     }
+}
+
+/// A heartbeat: answers this host's id.
+async fn health(
+    State(rpc): State<Arc<RpcState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    if caller.0.is_none() {
+        return no_certificate();
+    }
+    Json(super::HealthAnswer { id: rpc.node_id }).into_response()
 }

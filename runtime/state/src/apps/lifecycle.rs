@@ -4,6 +4,7 @@
 //! fail any more, so a rejected command changes nothing.
 
 use super::{App, Apps, Deployment, DeploymentLimits, DeploymentStatus, MAX_INSTANCES, Scale};
+use crate::Spread;
 use crate::command::Outcome;
 use crate::error::{CommandError, NameKind};
 use crate::routes::{self, Route};
@@ -275,11 +276,60 @@ impl Apps {
         tenant: &str,
         name: &str,
         scale: Scale,
+        spread: Option<&[Spread]>,
     ) -> Result<Outcome, CommandError> {
         scale.validate()?;
+        if let Some(spread) = spread {
+            Spread::validate(spread)?;
+        }
         self.require(tenant, name)?;
-        self.existing_mut(tenant, name).scale = scale;
+        let app = self.existing_mut(tenant, name);
+        app.scale = scale;
+        if let Some(spread) = spread {
+            app.spread = spread.to_vec();
+        }
         Ok(Outcome::Scaled { scale })
+    }
+
+    /// Records an app's placement; `is_host` tells the cluster's members.
+    pub(crate) fn place(
+        &mut self,
+        tenant: &str,
+        name: &str,
+        hosts: &BTreeMap<u64, u32>,
+        is_host: impl Fn(u64) -> bool,
+    ) -> Result<Outcome, CommandError> {
+        let invalid = |reason: String| Err(CommandError::InvalidPlacement { reason });
+        let mut total: u32 = 0;
+        for (&host, &instances) in hosts {
+            if !is_host(host) {
+                return invalid(format!("host {host} is not a member of the cluster"));
+            }
+            if instances == 0 {
+                return invalid(format!("host {host} is given no instances"));
+            }
+            total = total.saturating_add(instances);
+        }
+        if total > MAX_INSTANCES {
+            return invalid(format!(
+                "{total} instances exceed the limit of {MAX_INSTANCES}"
+            ));
+        }
+        self.require(tenant, name)?;
+        self.existing_mut(tenant, name).placement = hosts.clone();
+        Ok(Outcome::Placed)
+    }
+
+    /// Takes a removed host out of every placement (the scheduler places
+    /// its instances elsewhere).
+    pub(crate) fn forget_host(&mut self, host: u64) {
+        for app in self
+            .by_tenant
+            .values_mut()
+            .flat_map(|apps| apps.values_mut())
+        {
+            app.placement.remove(&host);
+        }
     }
 
     /// Deletes an app and its history.

@@ -8,6 +8,7 @@ fn scale(tenant: &str, app: &str, instances: u32, min_warm: u32) -> Command {
         app: app.into(),
         instances,
         min_warm,
+        spread: None,
     }
 }
 
@@ -454,4 +455,89 @@ fn deployment_lookup_by_version() {
     assert!(app.deployment(u32::MAX).is_none());
     assert_eq!(app.newest_activated(), None);
     assert_eq!(app.pending().count(), 2);
+}
+
+fn join(h: &mut Harness, name: &str, port: u16) -> u64 {
+    let addrs = crate::HostAddrs {
+        cluster: format!("127.0.0.1:{port}"),
+        api: format!("127.0.0.1:{}", port + 1),
+        gateway: format!("127.0.0.1:{}", port + 2),
+    };
+    match h.ok(Command::JoinHost {
+        id: None,
+        name: name.into(),
+        addrs,
+        labels: Default::default(),
+        at: 1,
+    }) {
+        Outcome::HostJoined { id } => id,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn place(app: &str, hosts: &[(u64, u32)]) -> Command {
+    Command::Place {
+        tenant: "acme".into(),
+        app: app.into(),
+        hosts: hosts.iter().copied().collect(),
+    }
+}
+
+#[test]
+fn placements_name_members_and_forget_removed_hosts() {
+    let mut h = tenants(&["acme"]);
+    h.deploy_active("acme", "shop", &["shop.example.com/"]);
+    let (a, b) = (join(&mut h, "a", 7000), join(&mut h, "b", 7010));
+    assert_eq!(h.ok(place("shop", &[(a, 2), (b, 1)])), Outcome::Placed);
+    assert!(matches!(
+        h.rejected(place("shop", &[(a, 1), (99, 1)])),
+        CommandError::InvalidPlacement { .. }
+    ));
+    assert!(matches!(
+        h.rejected(place("shop", &[(a, 0)])),
+        CommandError::InvalidPlacement { .. }
+    ));
+    assert!(matches!(
+        h.rejected(place("nope", &[(a, 1)])),
+        CommandError::UnknownApp { .. }
+    ));
+    let placement = |h: &Harness| h.state.app("acme", "shop").unwrap().placement.clone();
+    assert_eq!(placement(&h), [(a, 2), (b, 1)].into_iter().collect());
+    // Placements survive the log's encoding and snapshots.
+    let envelope = crate::Envelope::new("r", place("shop", &[(a, 2)]));
+    let decoded: crate::Envelope =
+        serde_json::from_slice(&serde_json::to_vec(&envelope).unwrap()).unwrap();
+    assert_eq!(decoded, envelope);
+    let restored = crate::State::from_snapshot(&h.state.to_snapshot()).unwrap();
+    assert_eq!(restored, h.state);
+    assert_eq!(restored.routing_table(), h.state.routing_table());
+    h.ok(Command::RemoveHost { id: b });
+    assert_eq!(placement(&h), [(a, 2)].into_iter().collect());
+}
+
+#[test]
+fn scale_sets_spread_rules_or_keeps_them() {
+    let mut h = tenants(&["acme"]);
+    h.deploy_active("acme", "shop", &["shop.example.com/"]);
+    let rules = vec![crate::Spread {
+        requirements: [("zone".to_string(), "a".to_string())].into(),
+        weight: 3,
+    }];
+    let mut command = scale("acme", "shop", 6, 0);
+    if let Command::Scale { spread, .. } = &mut command {
+        *spread = Some(rules.clone());
+    }
+    h.ok(command);
+    h.ok(scale("acme", "shop", 9, 0));
+    let app = h.state.app("acme", "shop").unwrap();
+    assert_eq!((app.scale.instances, &app.spread), (9, &rules));
+    let mut bad = scale("acme", "shop", 1, 0);
+    if let Command::Scale { spread, .. } = &mut bad {
+        *spread = Some(vec![crate::Spread::default()]);
+    }
+    assert!(matches!(
+        h.rejected(bad),
+        CommandError::InvalidSpread { .. }
+    ));
+    assert_eq!(h.state.app("acme", "shop").unwrap().scale.instances, 9);
 }

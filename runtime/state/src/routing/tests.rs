@@ -14,6 +14,7 @@ fn target(tenant: &str, app: &str, routes: &[&str]) -> RouteTarget {
             .collect(),
         limits: DeploymentLimits::default(),
         scale: Scale::default(),
+        placement: BTreeMap::new(),
         allow_outbound: vec![],
         config: BTreeMap::new(),
     }

@@ -1,0 +1,509 @@
+//! Heartbeats and forwarding between real cluster hosts in one process: each host is a
+//! full `ClusterHost` (raft on sled, the TLS cluster port) on 127.0.0.1; host 1 runs a
+//! gateway whose app runs only on the other hosts. Apps are the `hello` component behind
+//! a test router. Every wait is bounded.
+
+use bytes::Bytes;
+use cloudware_cluster::{ClusterHost, ClusterOptions, HealthConfig, HostHealth, JoinSpec};
+use cloudware_engine::{Engine, EngineConfig, Limits, LinkedComponent};
+use cloudware_gateway::{
+    FORWARDED_BY_HEADER, Gateway, GatewayLimits, RemoteTarget, Router, Target,
+};
+use cloudware_node::{PackageStore, PeerHealth};
+use http_body_util::{BodyExt, Full};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Bound of waiting for a cluster to form or a host to restart.
+const SETTLE: Duration = Duration::from_secs(30);
+/// Fast heartbeats: down 300 ms after the last answer.
+const FAST: HealthConfig = HealthConfig {
+    interval: Duration::from_millis(100),
+    timeout: Duration::from_millis(80),
+    missed: 3,
+};
+
+/// What a host's router does with a request routed to it.
+#[derive(Clone)]
+enum Serve {
+    /// Serves the hello component.
+    Hello,
+    /// Has no local instance (a forwarded request gets "not here").
+    NotHere,
+    /// Takes the request and dies with it (the connection breaks, no answer).
+    Crash,
+}
+
+/// A router with one app, `acme/hello`, on every host name and path.
+struct TestRouter {
+    serve: Mutex<Serve>,
+    /// Where the app runs when it does not run here.
+    remote: Mutex<Vec<(u64, u32)>>,
+    /// Requests routed (locally served or not).
+    routed: AtomicUsize,
+    /// The host name of the last request routed.
+    last_host: Mutex<String>,
+}
+
+impl TestRouter {
+    fn new(serve: Serve, remote: Vec<(u64, u32)>) -> Arc<Self> {
+        Arc::new(TestRouter {
+            serve: Mutex::new(serve),
+            remote: Mutex::new(remote),
+            routed: AtomicUsize::new(0),
+            last_host: Mutex::new(String::new()),
+        })
+    }
+
+    fn set(&self, serve: Serve) {
+        *self.serve.lock().expect("lock") = serve;
+    }
+
+    fn routed(&self) -> usize {
+        self.routed.load(Ordering::SeqCst)
+    }
+}
+
+impl Router for TestRouter {
+    fn route(&self, host: &str, _path: &str) -> Option<Target> {
+        self.routed.fetch_add(1, Ordering::SeqCst);
+        *self.last_host.lock().expect("lock") = host.to_string();
+        let serve = self.serve.lock().expect("lock").clone();
+        match serve {
+            Serve::Hello => Some(Target {
+                component: hello().clone(),
+                recorder: None,
+            }),
+            Serve::NotHere => None,
+            Serve::Crash => panic!("the host dies while serving the request (on purpose)"),
+        }
+    }
+
+    fn remote(&self, _host: &str, _path: &str) -> Option<RemoteTarget> {
+        let hosts = self.remote.lock().expect("lock").clone();
+        (!hosts.is_empty()).then(|| RemoteTarget {
+            tenant: "acme".into(),
+            app: "hello".into(),
+            hosts,
+        })
+    }
+}
+
+/// The hello component, loaded once per test process.
+fn hello() -> &'static LinkedComponent {
+    static HELLO: OnceLock<LinkedComponent> = OnceLock::new();
+    HELLO.get_or_init(|| {
+        let engine = Engine::new(
+            &EngineConfig {
+                cache_dir: None,
+                ..EngineConfig::default()
+            },
+            &Limits::default(),
+        )
+        .expect("engine");
+        engine
+            .load_file(Path::new(cloudware_test_artifacts::HELLO))
+            .expect("hello")
+    })
+}
+
+fn limits() -> GatewayLimits {
+    GatewayLimits::from_engine(&Limits::default())
+}
+
+/// One host: its cluster membership and its router.
+struct Host {
+    cluster: Option<ClusterHost>,
+    options: ClusterOptions,
+    router: Arc<TestRouter>,
+}
+
+impl Host {
+    fn cluster(&self) -> &ClusterHost {
+        self.cluster.as_ref().expect("running")
+    }
+
+    fn health(&self) -> HostHealth {
+        self.cluster().health()
+    }
+
+    /// Stops the host as a crash would: its port closes, its raft stops.
+    async fn stop(&mut self) {
+        let cluster = self.cluster.take().expect("running");
+        cluster.control().shutdown().await;
+        drop(cluster);
+    }
+
+    /// Starts it again from its data directory, on the same cluster address.
+    async fn restart(&mut self, health: HealthConfig) {
+        let mut options = self.options.clone();
+        options.join = None;
+        let started = Instant::now();
+        let cluster = loop {
+            let packages = PackageStore::open(options.data_dir.join("packages")).expect("store");
+            match ClusterHost::start_with(options.clone(), packages, health).await {
+                Ok(cluster) => break cluster,
+                // The old raft log may take a moment to be released.
+                Err(err) if started.elapsed() < SETTLE => {
+                    eprintln!("restart: {err}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(err) => panic!("restart: {err}"),
+            }
+        };
+        cluster.serve_forwarded(self.router.clone(), limits());
+        self.cluster = Some(cluster);
+    }
+}
+
+/// `n` hosts; host 1 founded the cluster. Host 1's gateway forwards.
+struct Cluster {
+    hosts: Vec<Host>,
+    gateway: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `serve.len()` hosts: host `i + 1` serves as `serve[i]`; host 1's router
+    /// places the app on every other host (one instance each).
+    async fn start(serve: &[Serve], health: HealthConfig) -> Cluster {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut hosts: Vec<Host> = Vec::new();
+        for (i, how) in serve.iter().enumerate() {
+            let id = i as u64 + 1;
+            let remote = if id == 1 {
+                (2..=serve.len() as u64).map(|id| (id, 1)).collect()
+            } else {
+                Vec::new()
+            };
+            let data_dir = dir.path().join(format!("host-{id}"));
+            let join = hosts.first().map(|founder| JoinSpec {
+                peer: founder.cluster().cluster_addr(),
+                token: founder.cluster().founded_with().expect("founded").clone(),
+            });
+            let mut options = ClusterOptions {
+                data_dir: data_dir.clone(),
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                advertise: None,
+                api: "127.0.0.1:9".parse().expect("addr"),
+                gateway: "127.0.0.1:9".parse().expect("addr"),
+                name: format!("host-{id}"),
+                labels: Default::default(),
+                join,
+                snapshot_every: None,
+            };
+            let packages = PackageStore::open(data_dir.join("packages")).expect("store");
+            let cluster = tokio::time::timeout(
+                SETTLE,
+                ClusterHost::start_with(options.clone(), packages, health),
+            )
+            .await
+            .expect("host started in time")
+            .expect("host started");
+            assert_eq!(cluster.node_id(), id);
+            // Restarts reuse the bound address.
+            options.listen = cluster.cluster_addr();
+            let router = TestRouter::new(how.clone(), remote);
+            cluster.serve_forwarded(router.clone(), limits());
+            hosts.push(Host {
+                cluster: Some(cluster),
+                options,
+                router,
+            });
+        }
+        let first = &hosts[0];
+        let gateway = Gateway::bind(
+            "127.0.0.1:0".parse().expect("addr"),
+            first.router.clone(),
+            limits(),
+        )
+        .await
+        .expect("gateway")
+        .with_forwarder(Arc::new(first.cluster().forwarder()));
+        let addr = gateway.local_addr().expect("addr");
+        tokio::spawn(gateway.serve(std::future::pending()));
+        let cluster = Cluster {
+            hosts,
+            gateway: addr,
+            _dir: dir,
+        };
+        // Every host has heard from every other.
+        for host in &cluster.hosts {
+            for other in &cluster.hosts {
+                let id = other.cluster().node_id();
+                wait_for(&format!("host {id} answering"), SETTLE, || {
+                    host.health().last_seen(id).is_some()
+                })
+                .await;
+            }
+        }
+        cluster
+    }
+
+    fn host(&mut self, id: u64) -> &mut Host {
+        &mut self.hosts[id as usize - 1]
+    }
+}
+
+async fn wait_for(what: &str, bound: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < bound, "{what}: not within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// An answer: status, headers, body.
+struct Reply {
+    status: http::StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request to `addr` with `Host: hello.test`.
+async fn send(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(connection);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "hello.test:8080");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(body.into())).expect("request");
+    let response = tokio::time::timeout(SETTLE, sender.send_request(request))
+        .await
+        .expect("answer in time")
+        .expect("answer");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heartbeats_mark_a_stopped_host_down_and_up_again() {
+    let mut cluster = Cluster::start(&[Serve::NotHere, Serve::Hello, Serve::Hello], FAST).await;
+    let watcher = cluster.host(1).health();
+    assert!(watcher.is_up(3));
+    let status = watcher.status(3).expect("observed");
+    assert!(status.up && status.rtt.is_some(), "{status:?}");
+
+    cluster.host(3).stop().await;
+    let bound = FAST.down_after() + FAST.interval + FAST.timeout;
+    // Scheduling on a loaded machine adds a little.
+    let took = wait_for("host 3 down", bound * 3, || !watcher.is_up(3)).await;
+    eprintln!("host 3 down after {took:?} (bound {bound:?})");
+    let status = watcher.status(3).expect("observed");
+    assert!(!status.up && status.missed >= FAST.missed, "{status:?}");
+    assert!(watcher.is_up(2), "the other host stays up");
+
+    // The forwarder skips the down host.
+    for _ in 0..4 {
+        let reply = send(cluster.gateway, http::Method::GET, "/", &[], "").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+
+    cluster.host(3).restart(FAST).await;
+    let took = wait_for("host 3 up again", SETTLE, || watcher.is_up(3)).await;
+    eprintln!("host 3 up again {took:?} after its restart");
+    assert_eq!(watcher.status(3).expect("observed").missed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forwarded_requests_reach_a_peer_and_stream_back() {
+    let cluster = Cluster::start(&[Serve::NotHere, Serve::Hello, Serve::Hello], FAST).await;
+    let reply = send(cluster.gateway, http::Method::GET, "/", &[], "").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "Hello from Cloudware!\n");
+
+    // The guest sees the client's request: path, query, Host, the client's address.
+    let reply = send(
+        cluster.gateway,
+        http::Method::GET,
+        "/info?x=1",
+        &[("x-custom", "kept")],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let info: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");
+    assert_eq!(info["path"], "/info");
+    assert_eq!(info["query"], "x=1");
+    assert_eq!(info["headers"]["x-custom"], "kept");
+    let hosts_seen: Vec<String> = cluster.hosts[1..]
+        .iter()
+        .map(|host| host.router.last_host.lock().expect("lock").clone())
+        .collect();
+    assert!(
+        hosts_seen.iter().any(|host| host == "hello.test"),
+        "routed by the client's Host: {hosts_seen:?}"
+    );
+    assert_eq!(info["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert!(
+        info["headers"].get(FORWARDED_BY_HEADER).is_none(),
+        "the hop header is the cluster's: {info}"
+    );
+
+    // A body larger than the replay window streams both ways intact.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let reply = send(
+        cluster.gateway,
+        http::Method::POST,
+        "/echo",
+        &[("content-type", "application/x-test")],
+        big.clone(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.headers.get("content-type").expect("type"),
+        "application/x-test"
+    );
+    assert!(reply.body == big, "echoed body differs");
+
+    // Requests spread over both hosts.
+    let before = cluster.hosts[1].router.routed() + cluster.hosts[2].router.routed();
+    for _ in 0..6 {
+        let reply = send(cluster.gateway, http::Method::GET, "/", &[], "").await;
+        assert_eq!(reply.status, 200);
+    }
+    let (two, three) = (
+        cluster.hosts[1].router.routed(),
+        cluster.hosts[2].router.routed(),
+    );
+    assert_eq!(two + three, before + 6);
+    assert!(
+        two >= 2 && three >= 2,
+        "spread: host 2 {two}, host 3 {three}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_post_is_not_sent_twice_once_a_host_took_it() {
+    let cluster = Cluster::start(&[Serve::NotHere, Serve::Crash, Serve::Crash], FAST).await;
+    let routed =
+        |cluster: &Cluster| cluster.hosts[1].router.routed() + cluster.hosts[2].router.routed();
+
+    let reply = send(
+        cluster.gateway,
+        http::Method::POST,
+        "/echo",
+        &[],
+        "pay once",
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        http::StatusCode::BAD_GATEWAY,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(routed(&cluster), 1, "the POST reached one host only");
+
+    // A GET that got no answer is tried on the other host too.
+    let reply = send(cluster.gateway, http::Method::GET, "/", &[], "").await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(routed(&cluster), 3, "the GET was tried on both hosts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_host_serves_when_one_is_down_or_lacks_the_app() {
+    // Slow heartbeats: host 2 still counts as up after it stops.
+    let slow = HealthConfig {
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_millis(500),
+        missed: 30,
+    };
+    let mut cluster = Cluster::start(&[Serve::NotHere, Serve::Hello, Serve::Hello], slow).await;
+
+    // Host 3 says "not here": a POST goes on to host 2.
+    cluster.hosts[2].router.set(Serve::NotHere);
+    for i in 0..4 {
+        let reply = send(
+            cluster.gateway,
+            http::Method::POST,
+            "/echo",
+            &[],
+            format!("n{i}"),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.text(), format!("n{i}"));
+    }
+    assert!(cluster.hosts[2].router.routed() >= 1, "host 3 was asked");
+
+    // Host 2 is down (its connections refused) but not yet known to be: host 3 serves.
+    cluster.hosts[2].router.set(Serve::Hello);
+    cluster.host(2).stop().await;
+    assert!(cluster.host(1).health().is_up(2));
+    let before = cluster.hosts[2].router.routed();
+    for i in 0..4 {
+        let reply = send(
+            cluster.gateway,
+            http::Method::POST,
+            "/echo",
+            &[],
+            format!("m{i}"),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.text(), format!("m{i}"));
+    }
+    assert_eq!(cluster.hosts[2].router.routed(), before + 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forwarded_requests_are_never_forwarded_again() {
+    let cluster = Cluster::start(&[Serve::NotHere, Serve::NotHere, Serve::NotHere], FAST).await;
+    // Hosts 2 and 3 know the app as running on each other: were a forwarded request
+    // forwarded again, it would go round.
+    *cluster.hosts[1].router.remote.lock().expect("lock") = vec![(3, 1)];
+    *cluster.hosts[2].router.remote.lock().expect("lock") = vec![(2, 1)];
+    let reply = send(cluster.gateway, http::Method::POST, "/echo", &[], "once").await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.text().contains("not-here"), "{}", reply.text());
+    assert_eq!(cluster.hosts[1].router.routed(), 1);
+    assert_eq!(cluster.hosts[2].router.routed(), 1);
+
+    // A client cannot make the gateway forward a request marked as forwarded.
+    let reply = send(
+        cluster.gateway,
+        http::Method::GET,
+        "/",
+        &[(FORWARDED_BY_HEADER, "7")],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, http::StatusCode::LOOP_DETECTED);
+}
