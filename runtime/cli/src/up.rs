@@ -85,6 +85,10 @@ pub struct ClusterArgs {
     pub raft_snapshot_every: Option<u64>,
 }
 
+/// The partner API's platform key in the data directory (one key for the
+/// whole cluster: joining hosts receive it).
+const PARTNER_KEY_FILE: &str = "partner-platform.pem";
+
 /// Runs a node until SIGINT or SIGTERM.
 pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
     let data_dir = match args.data_dir.clone() {
@@ -189,17 +193,24 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
         let first_token = ensure_operator_token(&control, &data_dir).await?;
 
         let platform_key =
-            cloudware_partner::PlatformKey::load_or_create(&data_dir.join("partner-platform.pem"))
+            cloudware_partner::PlatformKey::load_or_create(&data_dir.join(PARTNER_KEY_FILE))
                 .context("cannot load the partner API's platform key")?;
         let partner_public_key = platform_key
             .public_key_pem()
             .context("cannot encode the platform key")?;
-        let openapi = Arc::new(cloudware_partner::OpenApi::new(
+        let mut openapi = cloudware_partner::OpenApi::new(
             Arc::new(StatePartners::new(control.clone())),
             Arc::new(RoutedFunctions::new(router.clone())),
             platform_key,
             Default::default(),
-        ));
+        );
+        if cluster.is_some() {
+            // A replayed partner request is refused whichever host it reaches.
+            openapi = openapi.with_replay_ledger(Arc::new(
+                cloudware_node::partners::ReplicatedReplayLedger::new(control.clone()),
+            ));
+        }
+        let openapi = Arc::new(openapi);
         let mut gateway = gateway.with_openapi(openapi).with_metrics(metrics.clone());
         if let Some(host) = &cluster {
             // Apps placed only on other hosts are forwarded to one of them.
@@ -332,6 +343,7 @@ fn cluster_options(
         labels,
         join,
         snapshot_every: args.raft_snapshot_every,
+        shared_key: Some(data_dir.join(PARTNER_KEY_FILE)),
     })
 }
 

@@ -1,12 +1,14 @@
-//! Service calls across hosts: a caller placed on one host calls a linked
+//! Remote calls in a cluster: a caller placed on one host calls a linked
 //! service placed on another, with the same typed values and the same
 //! `platform(…)` errors as on one host, and `cloudware status` says the call
-//! crosses hosts.
+//! crosses hosts; a partner's signed request is accepted by any host, signed
+//! with the one platform key, and refused as a replay by every other host.
 
 mod common;
 
 use cloudware_test_artifacts::{ORDERS_CLIENT, ORDERS_SERVICE};
 use common::cluster::{SETTLE, cluster_of, wait_for_members};
+use common::partner::{PARTNER_KEY, add_partner, post_openapi, signed};
 use common::{Node, Reply, cli_json, cli_ok, deploy_ok, gateway_get, gateway_send, wait_until};
 use serde_json::{Value, json};
 
@@ -174,4 +176,33 @@ fn a_service_call_crosses_hosts_with_typed_values_and_errors() {
     );
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(json_of(&reply)["total_cents"], 150);
+
+    // The partner API: one platform key for the cluster, one record of
+    // accepted requests.
+    let (_, developer) = common::create_token(alpha, Some("acme"), "developer");
+    let (app_id, platform_pem) = add_partner(alpha, &developer, &["orders.place"]);
+    let platform = cloudware_partner::parse_public_key(platform_pem.trim()).expect("key");
+    for host in [beta, gamma] {
+        let shown = cli_ok(host, &token, &["partner", "platform-key"]);
+        assert_eq!(shown.trim(), platform_pem.trim(), "every host has one key");
+    }
+    let order = r#"{"request": {"customer": "ada", "lines": [{"sku": "pen", "quantity": 2}]}}"#;
+    let body = signed(
+        PARTNER_KEY,
+        &app_id,
+        "orders.place",
+        order,
+        std::time::SystemTime::now(),
+    );
+    let code_on = |host: &Node, body: String| {
+        let (status, reply) = post_openapi(host, body);
+        let verified = cloudware_partner::verify_reply(&platform, &reply).unwrap_or_else(|err| {
+            panic!("the reply does not verify with the platform key ({err})")
+        });
+        (status, verified.code)
+    };
+    assert_eq!(code_on(beta, body.clone()), (200, "ok".to_string()));
+    for host in [alpha, beta, gamma] {
+        assert_eq!(code_on(host, body.clone()), (409, "replayed".to_string()));
+    }
 }

@@ -7,32 +7,11 @@
 
 mod common;
 
-use bytes::Bytes;
-use cloudware_partner::{parse_private_key, parse_public_key, request_fields, sign_request};
+use cloudware_partner::parse_public_key;
 use cloudware_test_artifacts::ORDERS_SERVICE;
-use common::{Node, cli_json, cli_ok, deploy_ok, send_blocking, tenant_developer};
+use common::partner::{OTHER_KEY, PARTNER_KEY, add_partner, post_openapi, signed};
+use common::{Node, cli_ok, deploy_ok, tenant_developer};
 use std::time::{Duration, SystemTime};
-
-const PARTNER_KEY: &str = include_str!("../../partner/testdata/partner.key.pem");
-const PARTNER_PUB: &str = include_str!("../../partner/testdata/partner.pub.pem");
-const OTHER_KEY: &str = include_str!("../../partner/testdata/other.key.pem");
-
-/// POSTs a form body to the gateway's `/openapi`; returns status and body.
-fn post_openapi(node: &Node, body: String) -> (u16, Vec<u8>) {
-    let request = http::Request::post("/openapi")
-        .header("host", node.gateway.to_string())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(common::full(Bytes::from(body)))
-        .expect("request");
-    let reply = send_blocking(node.gateway, request);
-    (reply.status, reply.body.expect("a complete reply").to_vec())
-}
-
-/// A signed form body.
-fn signed(key: &str, app_id: &str, method: &str, biz: &str, at: SystemTime) -> String {
-    let key = parse_private_key(key).expect("private key");
-    sign_request(&key, &request_fields(app_id, method, biz, at)).expect("sign")
-}
 
 #[test]
 fn partners_call_exposed_functions_with_signed_requests_and_bad_ones_are_refused() {
@@ -40,30 +19,10 @@ fn partners_call_exposed_functions_with_signed_requests_and_bad_ones_are_refused
     let token = tenant_developer(&node, "acme");
     deploy_ok(&node, &token, "orders", ORDERS_SERVICE, &[]);
 
-    let dir = tempfile::tempdir().expect("dir");
-    let pub_path = dir.path().join("partner.pub.pem");
-    std::fs::write(&pub_path, PARTNER_PUB).expect("write key");
-    let partner = cli_json(
-        &node,
-        &token,
-        &[
-            "partner",
-            "add",
-            "--name",
-            "Acme Pay",
-            "--public-key",
-            pub_path.to_str().expect("path"),
-            "--method",
-            "orders.place",
-        ],
-    );
-    let app_id = partner["app_id"].as_str().expect("app_id").to_owned();
+    let (app_id, given_key) = add_partner(&node, &token, &["orders.place"]);
     let platform_pem = cli_ok(&node, &token, &["partner", "platform-key"]);
     let platform = parse_public_key(platform_pem.trim()).expect("platform key");
-    assert_eq!(
-        partner["platform_public_key"].as_str().map(str::trim),
-        Some(platform_pem.trim())
-    );
+    assert_eq!(given_key.trim(), platform_pem.trim());
 
     let order = r#"{"request": {"customer": "ada", "lines": [{"sku": "book", "quantity": 3}]}}"#;
     let now = SystemTime::now();

@@ -53,6 +53,7 @@ fn options(dir: &Path, id: u64, join: Option<JoinSpec>) -> ClusterOptions {
         labels: Default::default(),
         join,
         snapshot_every: None,
+        shared_key: None,
     }
 }
 

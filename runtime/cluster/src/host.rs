@@ -110,6 +110,12 @@ pub struct ClusterOptions {
     pub join: Option<JoinSpec>,
     /// Snapshot and compact the raft log after this many entries (default: raft's).
     pub snapshot_every: Option<u64>,
+    /// A private key file every host must hold the same copy of (the
+    /// partner API's platform key, so that any host's replies verify with
+    /// the one public key partners were given): a joining host receives the
+    /// admitting host's copy within the TLS join exchange and writes it here
+    /// (mode 0600) before it starts.
+    pub shared_key: Option<PathBuf>,
 }
 
 /// A running cluster member.
@@ -249,6 +255,7 @@ impl ClusterHost {
             control: control.clone(),
             packages: packages.clone(),
             ca,
+            shared_key: options.shared_key.clone(),
         });
         let forwards = Arc::new(ForwardReceiver::default());
         let calls = Arc::new(CallReceiver::default());
@@ -406,6 +413,12 @@ async fn join_through(
     dir.save_ca(&ca)?;
     dir.save_identity(&identity)?;
     dir.save_join_token(&join.token).map_err(files_error)?;
+    if let (Some(path), Some(pem)) = (&options.shared_key, &answer.shared_key_pem) {
+        write_private(path, pem).map_err(|source| ClusterError::Files {
+            dir: path.clone(),
+            source,
+        })?;
+    }
     let membership = Membership {
         node_id,
         name: options.name.clone(),
@@ -511,4 +524,18 @@ impl PeerDialer for TlsDialer {
             Ok(Box::pin(stream) as PeerStream)
         })
     }
+}
+
+/// Writes `text` to `path`, readable by this user only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }

@@ -194,6 +194,7 @@ impl Cluster {
                 labels: Default::default(),
                 join,
                 snapshot_every: None,
+                shared_key: None,
             };
             let packages = PackageStore::open(data_dir.join("packages")).expect("store");
             let cluster = tokio::time::timeout(

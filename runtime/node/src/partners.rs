@@ -1,14 +1,18 @@
-//! The partner API's view of this node: partners from the replicated state
-//! and calls into the current deployments' exported functions.
+//! The partner API's view of this node: partners from the replicated state,
+//! calls into the current deployments' exported functions, and (in a
+//! cluster) the record of accepted requests every host shares.
 
-use crate::control::ControlPlane;
+use crate::control::{ControlPlane, ProposeFailure};
 use crate::router::NodeRouter;
 use cloudware_engine::{CallError, CallOrigin};
 use cloudware_partner::{
-    InvokeError, PartnerDirectory, PartnerInfo, PartnerInvoker, parse_public_key,
+    InvokeError, PartnerDirectory, PartnerError, PartnerInfo, PartnerInvoker, ReplayLedger,
+    parse_public_key,
 };
+use cloudware_state::{Command, CommandError};
 use futures::future::BoxFuture;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::component::Val;
 use wasmtime::component::types::ComponentFunc;
 
@@ -39,6 +43,49 @@ impl PartnerDirectory for StatePartners {
             tenant: partner.tenant,
             public_key,
             exposed: partner.methods,
+        })
+    }
+}
+
+/// Accepted partner requests recorded in the replicated state
+/// ([`Command::RecordPartnerRequest`]): one raft write per accepted request,
+/// so a replay is refused whichever host it reaches.
+pub struct ReplicatedReplayLedger {
+    control: Arc<ControlPlane>,
+}
+
+impl ReplicatedReplayLedger {
+    /// A ledger in `control`'s state.
+    pub fn new(control: Arc<ControlPlane>) -> Self {
+        ReplicatedReplayLedger { control }
+    }
+}
+
+impl ReplayLedger for ReplicatedReplayLedger {
+    fn record(&self, key: [u8; 32], ttl: Duration) -> BoxFuture<'static, Result<(), PartnerError>> {
+        let control = self.control.clone();
+        Box::pin(async move {
+            let at = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            let command = Command::RecordPartnerRequest {
+                key: hex::encode(key),
+                at,
+                expires_at: at.saturating_add(ttl),
+            };
+            match control.propose(command).await {
+                Ok(_) => Ok(()),
+                Err(ProposeFailure::Rejected(CommandError::PartnerRequestReplayed)) => {
+                    Err(PartnerError::Replayed)
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "cannot record a partner request");
+                    Err(PartnerError::ServiceUnavailable(
+                        "the platform cannot take requests now; retry later".into(),
+                    ))
+                }
+            }
         })
     }
 }

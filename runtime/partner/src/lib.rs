@@ -75,6 +75,7 @@ pub mod sign;
 pub use client::{request_fields, sign_request};
 pub use error::PartnerError;
 pub use keys::{KeyError, PlatformKey, parse_private_key, parse_public_key, public_key_pem};
+pub use replay::ReplayLedger;
 pub use reply::{PartnerReply, ReplyError, verify_reply};
 pub use service::{
     Clock, InvokeError, OpenApi, OpenApiConfig, PartnerDirectory, PartnerInfo, PartnerInvoker,

@@ -13,15 +13,27 @@
 //! the timestamp check refuses it instead. The cache holds at most
 //! `capacity` entries; when full, the oldest is evicted (and a warning is
 //! logged), which re-opens a replay window for that request only if it is
-//! still within its timestamp window. The cache is per node: a cluster
-//! relies on the gateway routing a partner to one node, or on a shared cache
-//! later.
+//! still within its timestamp window. The cache is per host; in a cluster a
+//! [`ReplayLedger`] shared by every host (the replicated state) records each
+//! accepted request as well, so a replay sent to another host is refused too.
 
 use crate::error::PartnerError;
 use sha2::{Digest, Sha256};
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// A record of accepted requests shared by every host of a cluster.
+pub trait ReplayLedger: Send + Sync + 'static {
+    /// Records the request with `key` ([`ReplayCache::request_key`]) as
+    /// accepted for `ttl`, or refuses it with [`PartnerError::Replayed`] if
+    /// any host recorded it before.
+    fn record(
+        &self,
+        key: [u8; 32],
+        ttl: Duration,
+    ) -> futures::future::BoxFuture<'static, Result<(), PartnerError>>;
+}
 
 /// The default capacity of [`ReplayCache`].
 pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
@@ -54,6 +66,12 @@ impl ReplayCache {
             capacity: capacity.max(1),
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    /// The key of the request `(app_id, sign)`: SHA-256 of the app id and
+    /// the signature without whitespace.
+    pub fn request_key(app_id: &str, sign: &str) -> [u8; 32] {
+        Self::key(app_id, sign)
     }
 
     fn key(app_id: &str, sign: &str) -> Key {

@@ -10,7 +10,7 @@
 use crate::codec::{decode_args, encode_results};
 use crate::error::PartnerError;
 use crate::keys::PlatformKey;
-use crate::replay::{DEFAULT_REPLAY_CAPACITY, ReplayCache};
+use crate::replay::{DEFAULT_REPLAY_CAPACITY, ReplayCache, ReplayLedger};
 use crate::reply::{CODE_OK, response_object, signed_reply};
 use crate::request::{PartnerRequest, parse_request};
 use crate::sign::verify;
@@ -105,6 +105,8 @@ pub struct OpenApi {
     key: PlatformKey,
     window: Duration,
     replay: ReplayCache,
+    /// The cluster's shared record of accepted requests, if any.
+    ledger: Option<Arc<dyn ReplayLedger>>,
     clock: Clock,
 }
 
@@ -131,8 +133,16 @@ impl OpenApi {
             key: platform_key,
             window: config.window,
             replay: ReplayCache::new(config.window.saturating_mul(2), config.replay_capacity),
+            ledger: None,
             clock: Arc::new(SystemTime::now),
         }
+    }
+
+    /// Also records every accepted request in `ledger`, shared by the
+    /// cluster's hosts, and refuses the ones it already holds.
+    pub fn with_replay_ledger(mut self, ledger: Arc<dyn ReplayLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// Replaces the wall clock used for the timestamp window.
@@ -212,6 +222,10 @@ impl OpenApi {
         self.check_window(request.timestamp_ms)?;
         self.replay
             .check_and_record(&request.app_id, &request.sign, Instant::now())?;
+        if let Some(ledger) = &self.ledger {
+            let key = ReplayCache::request_key(&request.app_id, &request.sign);
+            ledger.record(key, self.window.saturating_mul(2)).await?;
+        }
         let not_exposed = || PartnerError::MethodNotExposed(request.method.clone());
         if !partner.exposed.contains(&request.method) {
             return Err(not_exposed());

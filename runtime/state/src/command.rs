@@ -226,6 +226,16 @@ pub enum Command {
         /// The hash.
         hash: String,
     },
+    /// Records a partner request the partner API accepted, so that no host
+    /// accepts it again before `expires_at`. → [`Outcome::PartnerRequestRecorded`]
+    RecordPartnerRequest {
+        /// SHA-256 (lowercase hex) of the partner's app id and the request's signature.
+        key: String,
+        /// When (unix milliseconds).
+        at: u64,
+        /// Until when it is remembered (unix milliseconds).
+        expires_at: u64,
+    },
     /// Registers a partner of a tenant. → [`Outcome::PartnerRegistered`]
     RegisterPartner {
         /// The partner.
@@ -291,6 +301,8 @@ pub enum Outcome {
     AppDeleted,
     /// The app's placement was recorded.
     Placed,
+    /// The partner request was recorded.
+    PartnerRequestRecorded,
     /// The partner was registered.
     PartnerRegistered {
         /// Its id.

@@ -93,6 +93,10 @@ pub enum CommandError {
         app_id: String,
     },
 
+    /// A signed partner request was accepted before (on any host).
+    #[error("this partner request was accepted before")]
+    PartnerRequestReplayed,
+
     /// A host's name, addresses or labels are malformed.
     #[error("invalid host: {reason}")]
     InvalidHostSpec {
@@ -392,6 +396,7 @@ impl CommandError {
             TenantExists { .. }
             | PartnerExists { .. }
             | HostExists { .. }
+            | PartnerRequestReplayed
             | TokenExists { .. }
             | SecretInUse
             | PackageMismatch { .. }

@@ -39,6 +39,8 @@ struct SnapshotRef<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     join_secret_hash: Option<&'a str>,
     recent_requests: &'a RecentRequests,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    partner_requests: &'a BTreeMap<String, u64>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +58,8 @@ struct SnapshotData {
     #[serde(default)]
     join_secret_hash: Option<String>,
     recent_requests: Vec<Remembered>,
+    #[serde(default)]
+    partner_requests: BTreeMap<String, u64>,
 }
 
 impl State {
@@ -73,6 +77,7 @@ impl State {
             last_host_id: self.hosts.last_id(),
             join_secret_hash: self.hosts.join_secret_hash(),
             recent_requests: &self.recent,
+            partner_requests: self.partner_requests.entries(),
         })
         .expect("the state has only string map keys, so it always serializes")
     }
@@ -111,6 +116,7 @@ impl State {
             partners: Partners::from_parts(data.partners),
             hosts: Hosts::from_parts(data.hosts, data.last_host_id, data.join_secret_hash),
             recent: RecentRequests::from_entries(data.recent_requests)?,
+            partner_requests: crate::replays::AcceptedRequests::from_entries(data.partner_requests),
         })
     }
 }

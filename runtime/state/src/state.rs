@@ -24,6 +24,7 @@ pub struct State {
     pub(crate) partners: Partners,
     pub(crate) hosts: Hosts,
     pub(crate) recent: RecentRequests,
+    pub(crate) partner_requests: crate::replays::AcceptedRequests,
 }
 
 impl State {
@@ -92,6 +93,11 @@ impl State {
                 Ok(outcome)
             }
             Command::SetJoinSecret { hash } => self.hosts.set_join_secret(hash),
+            Command::RecordPartnerRequest {
+                key,
+                at,
+                expires_at,
+            } => self.partner_requests.record(key, *at, *expires_at),
             Command::RegisterPackage {
                 digest,
                 tenant,

@@ -217,5 +217,6 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 pub mod capabilities;
 pub mod cluster;
 mod node;
+pub mod partner;
 #[allow(unused_imports)]
 pub use node::*;

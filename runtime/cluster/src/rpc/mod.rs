@@ -43,6 +43,10 @@ pub(crate) struct JoinResponse {
     pub(crate) certificate: HostCertificate,
     pub(crate) ca_key_pem: String,
     pub(crate) hosts: Vec<Host>,
+    /// The key every host shares ([`crate::ClusterOptions::shared_key`]), if
+    /// the admitting host has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) shared_key_pem: Option<String>,
 }
 
 /// `GET /v1/health`: a heartbeat's answer.

@@ -23,6 +23,8 @@ pub(crate) struct RpcState {
     pub(crate) control: Arc<ControlPlane>,
     pub(crate) packages: PackageStore,
     pub(crate) ca: ClusterCa,
+    /// The file of the key every host shares, handed to joining hosts.
+    pub(crate) shared_key: Option<std::path::PathBuf>,
 }
 
 /// The router of the cluster port's HTTP protocol.
@@ -117,10 +119,15 @@ async fn join(State(rpc): State<Arc<RpcState>>, Json(request): Json<JoinRequest>
     };
     let hosts = rpc.control.read(|state| state.hosts().cloned().collect());
     tracing::info!(id, name = %request.name, addrs = ?request.addrs, "host admitted");
+    let shared_key_pem = rpc
+        .shared_key
+        .as_deref()
+        .and_then(|path| std::fs::read_to_string(path).ok());
     Json(JoinResponse {
         certificate,
         ca_key_pem: rpc.ca.key_pem(),
         hosts,
+        shared_key_pem,
     })
     .into_response()
 }
