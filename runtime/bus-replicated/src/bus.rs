@@ -8,6 +8,7 @@
 //! reflects everything acknowledged before the call.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -62,8 +63,10 @@ pub(crate) struct Inner {
     leader_wait: Duration,
     /// Messages handed to a handler on this host, per queue (only while this host leads).
     leases: Mutex<HashMap<QueueKey, HashSet<u64>>>,
-    /// Woken whenever a lease is released.
+    /// Woken whenever a lease is released, and on shutdown.
     pub(crate) released: Notify,
+    /// Set by [`ReplicatedBus::shutdown`]: consumers stop claiming at once.
+    stopped: AtomicBool,
 }
 
 /// The message bus replicated by a raft group. Cheap to clone.
@@ -92,6 +95,7 @@ impl ReplicatedBus {
                 leader_wait: config.leader_wait,
                 leases: Mutex::new(HashMap::new()),
                 released: Notify::new(),
+                stopped: AtomicBool::new(false),
             }),
         })
     }
@@ -254,21 +258,31 @@ impl ReplicatedBus {
     }
 
     /// Waits until this member's copy reflects every write acknowledged anywhere before the
-    /// call (raft read index), so the reads after it are linearizable.
+    /// call (raft read index), so the reads after it are linearizable. While no leader is
+    /// known (an election, or this member just started) it waits, up to `leader_wait`.
     pub async fn sync_reads(&self) -> Result<(), BusError> {
-        self.inner
-            .node
-            .read_index()
-            .await
-            .map(drop)
-            .map_err(|e| match e {
-                ProposeError::Stopped => BusError::Stopped { op: "sync_reads" },
-                other => BusError::Unavailable {
-                    op: "sync_reads",
-                    waited: self.inner.node.read_timeout(),
-                    reason: other.to_string(),
+        let op = "sync_reads";
+        let node = &self.inner.node;
+        let started = Instant::now();
+        let mut status = node.watch_status();
+        loop {
+            status.borrow_and_update();
+            let reason = match node.read_index().await {
+                Ok(_) => return Ok(()),
+                Err(ProposeError::Stopped) => return Err(BusError::Stopped { op }),
+                Err(e) => e.to_string(),
+            };
+            let waited = started.elapsed();
+            if waited >= self.inner.leader_wait {
+                return Err(BusError::Unavailable { op, waited, reason });
+            }
+            tokio::select! {
+                changed = status.changed() => if changed.is_err() {
+                    return Err(BusError::Stopped { op });
                 },
-            })
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
+            }
+        }
     }
 
     /// Publications retained in topic logs here (for tests and metrics).
@@ -276,8 +290,12 @@ impl ReplicatedBus {
         self.inner.machine.read().retained_count()
     }
 
-    /// Stops this member's raft node (consumers stop delivering). Idempotent.
+    /// Stops this member: consumers stop claiming messages, then the raft node stops (running
+    /// handlers finish; their settlements fail and the new leader delivers those messages
+    /// again). Idempotent.
     pub async fn shutdown(&self) -> Result<(), RaftError> {
+        self.inner.stopped.store(true, Ordering::SeqCst);
+        self.inner.released.notify_waiters();
         self.inner.node.shutdown().await
     }
 
@@ -366,6 +384,11 @@ impl Inner {
                 _ = tokio::time::sleep(RETRY_PAUSE) => {}
             }
         }
+    }
+
+    /// Whether [`ReplicatedBus::shutdown`] was called.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
     }
 
     /// The ids of `queue` leased on this host.

@@ -120,7 +120,7 @@ impl Dispatcher {
         // The term in which this host caught up as leader.
         let mut caught_up: Option<u64> = None;
         loop {
-            if *stop.borrow() {
+            if *stop.borrow() || self.inner.is_stopped() {
                 break;
             }
             let current = status.borrow_and_update().clone();
