@@ -44,13 +44,21 @@ pub struct ReplicatedConfig {
     pub bus: BusConfig,
     /// How long a write waits for a leader before failing with [`BusError::Unavailable`].
     pub leader_wait: Duration,
+    /// Most bytes of message bodies the group holds (queued, retained, dead); sends beyond
+    /// are refused with [`BusError::OverCapacity`]. Keeps a snapshot (the whole machine)
+    /// within one raft transport frame (64 MiB). Must be equal on every member.
+    pub max_stored_bytes: u64,
 }
+
+/// Default of [`ReplicatedConfig::max_stored_bytes`]: 48 MiB.
+pub const DEFAULT_MAX_STORED_BYTES: u64 = 48 << 20;
 
 impl Default for ReplicatedConfig {
     fn default() -> Self {
         ReplicatedConfig {
             bus: BusConfig::default(),
             leader_wait: DEFAULT_LEADER_WAIT,
+            max_stored_bytes: DEFAULT_MAX_STORED_BYTES,
         }
     }
 }
@@ -84,7 +92,7 @@ impl ReplicatedBus {
         config: ReplicatedConfig,
         transport: T,
     ) -> Result<ReplicatedBus, RaftError> {
-        let machine = BusMachine::new(&config.bus);
+        let machine = BusMachine::new(&config.bus, config.max_stored_bytes);
         let shared = Arc::clone(&machine.shared);
         let node = RaftNode::open_with_transport(raft, machine, transport).await?;
         Ok(ReplicatedBus {
@@ -283,6 +291,11 @@ impl ReplicatedBus {
                 _ = tokio::time::sleep(RETRY_PAUSE) => {}
             }
         }
+    }
+
+    /// Bytes of message bodies held by the machine here.
+    pub fn stored_bytes(&self) -> u64 {
+        self.inner.machine.read().stored_bytes()
     }
 
     /// Publications retained in topic logs here (for tests and metrics).

@@ -259,6 +259,14 @@ pub enum Rejection {
         /// The limit.
         limit: usize,
     },
+    /// The machine already holds `limit` bytes of message bodies (the bound that keeps a
+    /// snapshot within one raft transport frame).
+    OverCapacity {
+        /// Bytes held.
+        stored: u64,
+        /// The configured bound.
+        limit: u64,
+    },
     /// `Send` addressed a subscription's queue; publish to its topic instead.
     NotAQueue {
         /// The addressed queue.

@@ -30,6 +30,14 @@ pub enum BusError {
         /// The configured limit.
         limit: usize,
     },
+    /// The group holds its maximum of message bytes (`max_stored_bytes`). Nothing was stored.
+    #[error("the replicated bus is full ({stored} of {limit} bytes stored)")]
+    OverCapacity {
+        /// Bytes held.
+        stored: u64,
+        /// The configured bound.
+        limit: u64,
+    },
     /// `send` addressed a topic subscription's queue. Nothing was stored.
     #[error("{queue} is a topic subscription: publish to its topic instead")]
     NotAQueue {
@@ -87,6 +95,7 @@ impl BusError {
                 limit,
             },
             Rejection::TooLarge { size, limit } => BusError::TooLarge { size, limit },
+            Rejection::OverCapacity { stored, limit } => BusError::OverCapacity { stored, limit },
             Rejection::NotAQueue { queue } => BusError::NotAQueue {
                 queue: QueueId::from(&queue),
             },

@@ -18,7 +18,8 @@
 //!   [`cloudware_bus::Subscription::matches`]), per-queue policies, dead letters and id
 //!   counters. [`Command`]s carry everything a decision depends on, including the proposer's
 //!   clock, so applying them is deterministic; the snapshot is the whole machine. Limits
-//!   (message bytes, per-queue `max_depth`) are enforced by the machine itself, so every
+//!   (message bytes, per-queue `max_depth`, total stored bytes — which keeps a snapshot
+//!   within one raft transport frame) are enforced by the machine itself, so every
 //!   member agrees on what was refused ([`Rejection`]), and checked before proposing.
 //! - [`ReplicatedBus`] is the handle: `send`/`publish`/`set_policy`/`set_subscriptions`/
 //!   `replay`/`purge_dead` propose a command and return only once it is committed (fsynced on
@@ -56,7 +57,7 @@ mod machine;
 #[cfg(test)]
 mod machine_tests;
 
-pub use bus::{DEFAULT_LEADER_WAIT, ReplicatedBus, ReplicatedConfig};
+pub use bus::{DEFAULT_LEADER_WAIT, DEFAULT_MAX_STORED_BYTES, ReplicatedBus, ReplicatedConfig};
 pub use command::{Body, Command, Outcome, QueueKey, Rejection, WirePolicy, WireSubscription};
 pub use deliver::ConsumerHandle;
 pub use error::BusError;

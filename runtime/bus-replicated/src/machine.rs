@@ -83,31 +83,40 @@ pub(crate) struct MachineState {
     topics: BTreeMap<TopicKey, TopicLog>,
     /// Per topic: subscriber → filter.
     subscriptions: BTreeMap<TopicKey, BTreeMap<String, BTreeMap<String, String>>>,
+    /// Bytes of message bodies held (queued, retained in topic logs, dead letters).
+    stored_bytes: u64,
 }
 
 /// The limits every member applies; must be equal on all members of a group.
 #[derive(Clone, Debug)]
 pub(crate) struct Limits {
     max_message_bytes: usize,
+    max_stored_bytes: u64,
     default_policy: WirePolicy,
 }
 
+/// A body's size: payload plus attribute keys and values.
+fn body_size(body: &Body) -> usize {
+    body.payload.len()
+        + body
+            .attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
 impl Limits {
-    pub(crate) fn new(config: &BusConfig) -> Self {
+    pub(crate) fn new(config: &BusConfig, max_stored_bytes: u64) -> Self {
         Limits {
             max_message_bytes: config.max_payload_bytes,
+            max_stored_bytes,
             default_policy: WirePolicy::from(&config.default_policy),
         }
     }
 
     /// Refuses a body over the size limit (payload plus attribute keys and values).
     pub(crate) fn check(&self, body: &Body) -> Result<(), Rejection> {
-        let size = body.payload.len()
-            + body
-                .attributes
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>();
+        let size = body_size(body);
         if size > self.max_message_bytes {
             return Err(Rejection::TooLarge {
                 size,
@@ -124,6 +133,11 @@ fn filter_matches(filter: &BTreeMap<String, String>, attributes: &[(String, Stri
     filter
         .iter()
         .all(|(k, v)| attributes.iter().any(|(ak, av)| ak == k && av == v))
+}
+
+/// `body_size` as the machine counts it.
+fn size64(body: &Body) -> u64 {
+    body_size(body) as u64
 }
 
 fn backoff_ms(policy: &WirePolicy, failed: u32) -> u64 {
@@ -176,6 +190,18 @@ impl MachineState {
             .unwrap_or(&limits.default_policy)
     }
 
+    /// Refuses storing `body` when the machine would hold more than `max_stored_bytes`.
+    fn check_capacity(&self, limits: &Limits, body: &Body) -> Result<(), Rejection> {
+        let after = self.stored_bytes.saturating_add(size64(body));
+        if after > limits.max_stored_bytes {
+            return Err(Rejection::OverCapacity {
+                stored: self.stored_bytes,
+                limit: limits.max_stored_bytes,
+            });
+        }
+        Ok(())
+    }
+
     fn send(
         &mut self,
         limits: &Limits,
@@ -188,8 +214,7 @@ impl MachineState {
             return Err(Rejection::NotAQueue { queue });
         }
         let limit = self.policy(limits, &queue).max_depth;
-        let q = self.queues.entry(queue.clone()).or_default();
-        let depth = q.messages.len() as u64;
+        let depth = self.queues.get(&queue).map_or(0, |q| q.messages.len()) as u64;
         if depth >= limit {
             return Err(Rejection::Full {
                 queue,
@@ -197,6 +222,10 @@ impl MachineState {
                 limit,
             });
         }
+        self.check_capacity(limits, &msg)?;
+        let size = size64(&msg);
+        self.stored_bytes += size;
+        let q = self.queues.entry(queue).or_default();
         q.next_id += 1;
         let id = q.next_id;
         q.messages.insert(
@@ -247,6 +276,10 @@ impl MachineState {
                 });
             }
         }
+        if !targets.is_empty() {
+            self.check_capacity(limits, &msg)?;
+            self.stored_bytes += size64(&msg);
+        }
         let log = self.topics.entry(key).or_default();
         log.next_id += 1;
         let id = log.next_id;
@@ -288,7 +321,9 @@ impl MachineState {
         let entry = log.entries.get_mut(&id)?;
         entry.refs = entry.refs.saturating_sub(1);
         if entry.refs == 0 {
-            return log.entries.remove(&id).map(|e| e.body);
+            let body = log.entries.remove(&id).map(|e| e.body)?;
+            self.stored_bytes = self.stored_bytes.saturating_sub(size64(&body));
+            return Some(body);
         }
         take.then(|| entry.body.clone())
     }
@@ -301,8 +336,11 @@ impl MachineState {
             return false;
         };
         q.acked_total += 1;
-        if stored.body.is_none() {
-            self.release(queue, id, false);
+        match &stored.body {
+            Some(body) => self.stored_bytes = self.stored_bytes.saturating_sub(size64(body)),
+            None => {
+                self.release(queue, id, false);
+            }
         }
         true
     }
@@ -342,9 +380,14 @@ impl MachineState {
             return stale;
         };
         let body = match stored.body {
-            Some(body) => body,
+            Some(body) => {
+                self.stored_bytes = self.stored_bytes.saturating_sub(size64(&body));
+                body
+            }
             None => self.release(queue, id, true).unwrap_or_default(),
         };
+        // The dead letter holds its own copy (may exceed the limit: failures never block).
+        self.stored_bytes = self.stored_bytes.saturating_add(size64(&body));
         let dead = Dead {
             body,
             enqueued_ms: stored.enqueued_ms,
@@ -400,7 +443,10 @@ impl MachineState {
         };
         let mut removed = 0;
         for id in Self::selected_dead(q, ids) {
-            removed += usize::from(q.dead.remove(&id).is_some());
+            if let Some(dead) = q.dead.remove(&id) {
+                self.stored_bytes = self.stored_bytes.saturating_sub(size64(&dead.body));
+                removed += 1;
+            }
         }
         removed
     }
@@ -561,6 +607,11 @@ impl MachineState {
         log.entries.get(&id).map(|e| &e.body)
     }
 
+    /// Bytes of message bodies held.
+    pub(crate) fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
+    }
+
     /// Publications retained in topic logs (for tests and metrics).
     pub(crate) fn retained_count(&self) -> usize {
         self.topics.values().map(|t| t.entries.len()).sum()
@@ -592,13 +643,14 @@ pub struct BusMachine {
 }
 
 impl BusMachine {
-    /// An empty machine enforcing `config`'s limits (message size, default policy). Every
-    /// member of a group must use the same limits: they decide what is applied.
-    pub fn new(config: &BusConfig) -> Self {
+    /// An empty machine enforcing `config`'s limits (message size, default policy) and
+    /// holding at most `max_stored_bytes` of message bodies. Every member of a group must use
+    /// the same limits: they decide what is applied.
+    pub fn new(config: &BusConfig, max_stored_bytes: u64) -> Self {
         BusMachine {
             shared: Arc::new(Shared {
                 state: RwLock::new(MachineState::default()),
-                limits: Limits::new(config),
+                limits: Limits::new(config, max_stored_bytes),
             }),
         }
     }

@@ -13,16 +13,23 @@ use crate::command::{
 use crate::machine::BusMachine;
 
 fn machine() -> BusMachine {
-    BusMachine::new(&BusConfig {
-        max_payload_bytes: 64,
-        default_policy: QueuePolicy {
-            max_depth: 3,
-            max_attempts: 2,
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(1),
-            lease_timeout: Duration::from_secs(1),
+    machine_holding(1 << 20)
+}
+
+fn machine_holding(max_stored_bytes: u64) -> BusMachine {
+    BusMachine::new(
+        &BusConfig {
+            max_payload_bytes: 64,
+            default_policy: QueuePolicy {
+                max_depth: 3,
+                max_attempts: 2,
+                backoff_initial: Duration::from_millis(100),
+                backoff_max: Duration::from_secs(1),
+                lease_timeout: Duration::from_secs(1),
+            },
         },
-    })
+        max_stored_bytes,
+    )
 }
 
 fn queue() -> QueueKey {
@@ -354,4 +361,62 @@ fn snapshot_restores_the_whole_machine() {
     // Ids continue after a restore.
     m.restore(&snapshot).unwrap();
     assert_eq!(send(&m, "b", 2), Outcome::Sent { id: 2 });
+}
+
+#[test]
+fn stored_bytes_are_accounted_and_bounded() {
+    let m = machine_holding(10);
+    assert_eq!(send(&m, "abcd", 1), Outcome::Sent { id: 1 });
+    m.apply_command(&Command::SetSubscriptions {
+        subscriptions: vec![subscription("a", &[]), subscription("b", &[])],
+    });
+    // Stored once for both subscriptions: "o" plus "region"/"eu" = 9 bytes would exceed 10.
+    assert!(matches!(
+        publish(&m, "eu"),
+        Outcome::Rejected(Rejection::OverCapacity {
+            stored: 4,
+            limit: 10
+        })
+    ));
+    assert_eq!(m.shared.read().stored_bytes(), 4);
+    m.apply_command(&Command::Ack {
+        queue: queue(),
+        id: 1,
+    });
+    assert_eq!(m.shared.read().stored_bytes(), 0);
+    assert_eq!(
+        publish(&m, "eu"),
+        Outcome::Published {
+            id: 1,
+            delivered_to: 2
+        }
+    );
+    assert_eq!(m.shared.read().stored_bytes(), 9);
+    let a = QueueKey::from(&QueueId::subscription("t", "orders", "a"));
+    let b = QueueKey::from(&QueueId::subscription("t", "orders", "b"));
+    // A dead letter keeps its own copy while the other subscription still holds the log entry.
+    m.apply_command(&Command::Fail {
+        queue: a.clone(),
+        id: 1,
+        attempt: 1,
+        error: "x".into(),
+        at_ms: 0,
+    });
+    m.apply_command(&Command::Fail {
+        queue: a.clone(),
+        id: 1,
+        attempt: 2,
+        error: "x".into(),
+        at_ms: 0,
+    });
+    assert_eq!(m.shared.read().stored_bytes(), 18);
+    m.apply_command(&Command::Ack { queue: b, id: 1 });
+    assert_eq!(m.shared.read().stored_bytes(), 9);
+    m.apply_command(&Command::Replay {
+        queue: a.clone(),
+        ids: None,
+    });
+    assert_eq!(m.shared.read().stored_bytes(), 9);
+    m.apply_command(&Command::Ack { queue: a, id: 1 });
+    assert_eq!(m.shared.read().stored_bytes(), 0);
 }

@@ -47,6 +47,7 @@ pub fn bus_config() -> ReplicatedConfig {
             },
         },
         leader_wait: SETTLE,
+        ..ReplicatedConfig::default()
     }
 }
 
