@@ -45,7 +45,7 @@
 //! change.
 //!
 //! Modules: `command` (commands, outcomes, wire types and their encoding), `machine` (the
-//! state machine), `bus` (the handle, proposing), `deliver` (consumers), `forward`
+//! state machine; its read-only queries in `machine::query`), `bus` (the handle, proposing), `deliver` (consumers), `forward`
 //! (follower-to-leader forwarding), `error`.
 
 mod bus;
