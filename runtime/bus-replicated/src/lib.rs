@@ -45,8 +45,8 @@
 //! change.
 //!
 //! Modules: `command` (commands, outcomes, wire types and their encoding), `machine` (the
-//! state machine; its read-only queries in `machine::query`), `bus` (the handle, proposing), `deliver` (consumers), `forward`
-//! (follower-to-leader forwarding), `error`.
+//! state machine; its read-only queries in `machine::query`), `bus` (the handle,
+//! proposing), `deliver` (consumers), `forward` (follower-to-leader forwarding), `error`.
 
 mod bus;
 mod command;
