@@ -6,6 +6,9 @@
 //! the applied state. The OpenAPI document is served at `/openapi.json`,
 //! Prometheus metrics at `/metrics`.
 
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "256"]
+
 pub mod auth;
 mod error;
 mod extract;

@@ -129,7 +129,28 @@ const OPERATIONS: &[Operation] = &[
     (
         "get",
         "/v1/nodes",
-        "The cluster's hosts: raft role, mode, addresses, labels (operators).",
+        "The cluster's hosts: raft role, state (ready, draining, down, as the answering host sees it), placed instances, addresses, labels (operators).",
+        None,
+        Some("ClusterInfo"),
+    ),
+    (
+        "post",
+        "/v1/nodes/{host}/drain",
+        "Stop placing instances on a host (id or name); the scheduler moves its instances elsewhere (operators).",
+        None,
+        Some("ClusterInfo"),
+    ),
+    (
+        "post",
+        "/v1/nodes/{host}/ready",
+        "Let a drained host take instances again (operators).",
+        None,
+        Some("ClusterInfo"),
+    ),
+    (
+        "delete",
+        "/v1/nodes/{host}",
+        "Remove a drained or down host from the cluster (`?force=true`: even while up and ready); it leaves the raft group and its instances are placed elsewhere (operators).",
         None,
         Some("ClusterInfo"),
     ),
@@ -294,13 +315,17 @@ fn schemas() -> Value {
         "DeploymentInfo": { "type": "object", "properties": { "app": string, "tenant": string, "version": int, "package": string, "routes": strings,
             "status": { "enum": ["pending", "active", "failed", "superseded"] }, "reason": string, "current": { "type": "boolean" }, "created_at": int } },
         "Rollback": { "type": "object", "additionalProperties": false, "properties": { "to": int } },
-        "Scale": { "type": "object", "required": ["instances"], "additionalProperties": false, "properties": { "instances": int, "min_warm": int } },
+        "Scale": { "type": "object", "required": ["instances"], "additionalProperties": false, "properties": { "instances": int, "min_warm": int,
+            "spread": { "type": "array", "description": "Spread over hosts by label: each rule gets weight parts of the instances, divided among the hosts carrying all its labels. Absent: keep; empty: every host alike.",
+                "items": { "type": "object", "required": ["weight"], "properties": { "requirements": { "type": "object", "additionalProperties": string }, "weight": int } } } } },
         "ClusterInfo": { "type": "object", "properties": { "this": int, "leader": int, "term": int, "commit_index": int,
             "hosts": { "type": "array", "items": { "$ref": "#/components/schemas/NodeInfo" } } } },
-        "NodeInfo": { "type": "object", "properties": { "id": int, "name": string, "role": string, "mode": string,
+        "NodeInfo": { "type": "object", "properties": { "id": int, "name": string, "role": string, "mode": string, "state": string, "last_seen_ms": int, "instances": int,
             "cluster": string, "api": string, "gateway": string, "labels": { "type": "object", "additionalProperties": string } } },
         "AppStatus": { "type": "object", "properties": { "app": string, "tenant": string, "version": int, "instances": int, "busy": int, "idle": int,
-            "requests_per_second": { "type": "number" }, "error_rate": { "type": "number" }, "p50_ms": { "type": "number" }, "p99_ms": { "type": "number" } } }
+            "requests_per_second": { "type": "number" }, "error_rate": { "type": "number" }, "p50_ms": { "type": "number" }, "p99_ms": { "type": "number" }, "here": int,
+            "placement": { "type": "array", "items": { "type": "object", "properties": { "host": int, "name": string, "state": string, "instances": int } } },
+            "calls": { "type": "array", "items": { "type": "object", "properties": { "interface": string, "app": string, "crosses_hosts": { "type": "boolean" } } } } } }
     })
 }
 

@@ -144,6 +144,8 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
                     .context("cannot start the cluster host")?;
                 // Requests other hosts forward here are served by the local routes.
                 host.serve_forwarded(router.clone(), GatewayLimits::from_engine(&limits));
+                // Service calls to apps placed on other hosts are made there.
+                host.link_services(&router);
                 (host.control().clone(), Some(host))
             }
         };

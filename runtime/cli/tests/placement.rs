@@ -156,10 +156,21 @@ fn the_scheduler_spreads_moves_and_forwards() {
     wait_until("gamma is seen down", SETTLE, || {
         (host_state(&alpha, "gamma") == "down").then_some(())
     });
+    let metrics = common::admin_request(&alpha, "GET", "/metrics", Some(&token), None).text();
+    for line in [
+        r#"cloudware_host_state{host="gamma",state="down"} 1"#,
+        r#"cloudware_host_state{host="beta",state="ready"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing in\n{metrics}");
+    }
     wait_for_placement(&alpha, "gamma lost", &[("beta", 4)]);
     served_everywhere(&[&alpha, &beta]);
 
     // A down host can be removed: it leaves the registry and the raft group.
+    // (Each host sees its peers on its own: wait until beta sees it down.)
+    wait_until("beta sees gamma down", SETTLE, || {
+        (host_state(&beta, "gamma") == "down").then_some(())
+    });
     cli_ok(&beta, &token, &["node", "remove", "gamma"]);
     wait_until("gamma left the raft group", SETTLE, || {
         let seen = roles(&alpha);

@@ -2,6 +2,7 @@
 //! cluster port, follow the host registry, forward proposals and package pulls to peers,
 //! send heartbeats, and forward gateway requests to the hosts that run their app.
 
+use crate::calls::{CallReceiver, ServiceCaller};
 use crate::files::{ClusterDir, Membership};
 use crate::forward::pool::PeerPool;
 use crate::forward::{ForwardConfig, ForwardReceiver, HostForwarder};
@@ -13,7 +14,7 @@ use crate::rpc::{self, JoinRequest, RpcClient, RpcState};
 use crate::tls::MemberTls;
 use cloudware_cluster_tls::{ClusterCa, HostKey, JoinToken};
 use cloudware_gateway::{GatewayLimits, Router};
-use cloudware_node::{ControlPlane, OpenError, PackageStore, ProposeFailure};
+use cloudware_node::{ControlPlane, NodeRouter, OpenError, PackageStore, ProposeFailure};
 use cloudware_raft::tcp::{Dialing, PeerDialer, PeerStream};
 use cloudware_raft::{RaftConfig, TcpTransport, TcpTransportConfig};
 use cloudware_state::{Command, CommandError, HostAddrs};
@@ -123,6 +124,8 @@ pub struct ClusterHost {
     health: HostHealth,
     forwarder: HostForwarder,
     forwards: Arc<ForwardReceiver>,
+    service_caller: ServiceCaller,
+    calls: Arc<CallReceiver>,
 }
 
 impl Drop for ClusterHost {
@@ -248,12 +251,14 @@ impl ClusterHost {
             ca,
         });
         let forwards = Arc::new(ForwardReceiver::default());
+        let calls = Arc::new(CallReceiver::default());
         let listener = listener::serve(
             listener,
             tls.server.clone(),
             control.raft().clone(),
             rpc::router(rpc_state),
             forwards.clone(),
+            calls.clone(),
         )
         .map_err(|source| ClusterError::Listen {
             addr: options.listen,
@@ -266,6 +271,7 @@ impl ClusterHost {
         let peers = peers::follow_registry(control.clone(), transport, node_id);
         let health = HostHealth::new(node_id, health);
         let heartbeats = health::start_heartbeats(health.clone(), pool.clone(), control.clone());
+        let service_caller = ServiceCaller::new(pool.clone(), health.clone());
         let forwarder = HostForwarder::new(node_id, pool, health.clone(), ForwardConfig::default());
 
         if let Some(token) = &founded_with {
@@ -306,6 +312,8 @@ impl ClusterHost {
             health,
             forwarder,
             forwards,
+            service_caller,
+            calls,
         })
     }
 
@@ -326,6 +334,16 @@ impl ClusterHost {
     pub fn serve_forwarded(&self, router: Arc<dyn Router>, limits: GatewayLimits) {
         if !self.forwards.set(router, limits) {
             tracing::warn!("the router for forwarded requests was set already");
+        }
+    }
+
+    /// Makes service calls on other hosts: give it to the node's router
+    /// ([`NodeRouter::set_remote_services`]), and serve the calls other hosts
+    /// make here with the same router.
+    pub fn link_services(&self, router: &Arc<NodeRouter>) {
+        router.set_remote_services(Arc::new(self.service_caller.clone()));
+        if !self.calls.set(router.clone()) {
+            tracing::warn!("the router for service calls was set already");
         }
     }
 

@@ -11,6 +11,7 @@
 //!                        GET  /v1/packages/D  a package's bytes, by digest
 //!                        GET  /v1/health      a heartbeat
 //!                        ANY  /v1/forward/P   a gateway request for an app that runs here
+//!                        POST /v1/call        a service call to an app that runs here
 //! ```
 //!
 //! - [`ClusterHost::start`] — found a cluster (the first host creates the cluster CA, its own
@@ -25,13 +26,16 @@
 //! - Every host sends heartbeats to every other ([`HostHealth`]: up or down, last seen,
 //!   round-trip time), and its gateway forwards requests for apps that run only on other
 //!   hosts to one that is up ([`HostForwarder`]), over pooled mutual-TLS connections.
+//! - A service call to an app that runs only on other hosts is made on one of them
+//!   ([`ServiceCaller`]), its arguments and results as typed JSON.
 //!
 //! Modules: `files` (what a host keeps in `DATA_DIR/cluster`), `tls` (the configs per
 //! protocol), `listener` (the cluster port), `rpc` (the host-to-host calls, both sides),
 //! `peers` (raft transport addresses from the registry), `host` (founding, joining,
 //! restarting), `health` (heartbeats), `forward` (the connection pool, and forwarding
-//! gateway requests: both sides).
+//! gateway requests: both sides), `calls` (service calls between hosts: both sides).
 
+mod calls;
 mod files;
 mod forward;
 mod health;
@@ -41,6 +45,7 @@ mod peers;
 mod rpc;
 mod tls;
 
+pub use calls::{ServiceCaller, WireError};
 pub use files::ClusterDir;
 pub use forward::{ForwardConfig, HostForwarder};
 pub use health::{HealthConfig, HostHealth, PeerStatus};

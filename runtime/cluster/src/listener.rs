@@ -4,8 +4,10 @@
 //! forwarding and heartbeats); the caller's host id, if it presented a certificate, goes
 //! with every request. Forwarded
 //! gateway requests (`/v1/forward/…`) go straight to the [`ForwardReceiver`], with their
-//! body as hyper delivers it; every other call to the rpc router.
+//! body as hyper delivers it, service calls (`POST /v1/call`) to the [`CallReceiver`];
+//! every other call to the rpc router.
 
+use crate::calls::{CALL_PATH, CallReceiver};
 use crate::forward::{ForwardReceiver, is_forwarded};
 use crate::rpc::Caller;
 use crate::tls::{ALPN_H2, ALPN_HTTP, ALPN_RAFT};
@@ -48,6 +50,7 @@ pub(crate) fn serve(
     raft: Arc<RaftNode>,
     router: Router,
     forwards: Arc<ForwardReceiver>,
+    calls: Arc<CallReceiver>,
 ) -> std::io::Result<ClusterListener> {
     let local_addr = listener.local_addr()?;
     let acceptor = TlsAcceptor::from(tls);
@@ -68,6 +71,7 @@ pub(crate) fn serve(
                                     raft.clone(),
                                     router.clone(),
                                     forwards.clone(),
+                                    calls.clone(),
                                 )
                                 .instrument(span),
                             );
@@ -92,6 +96,7 @@ async fn connection(
     raft: Arc<RaftNode>,
     router: Router,
     forwards: Arc<ForwardReceiver>,
+    calls: Arc<CallReceiver>,
 ) {
     let _ = stream.set_nodelay(true);
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -122,10 +127,17 @@ async fn connection(
                 move |mut request: http::Request<hyper::body::Incoming>| {
                     if is_forwarded(request.uri().path()) {
                         let forwards = forwards.clone();
-                        return Either::Left(async move {
+                        return Either::Left(Either::Left(async move {
                             let response = forwards.serve(peer, request).await;
                             Ok::<_, Infallible>(response.map(BodyEither::Right))
-                        });
+                        }));
+                    }
+                    if request.uri().path() == CALL_PATH && request.method() == http::Method::POST {
+                        let calls = calls.clone();
+                        return Either::Left(Either::Right(async move {
+                            let response = calls.serve(peer, request).await;
+                            Ok::<_, Infallible>(response.map(BodyEither::Right))
+                        }));
                     }
                     request.extensions_mut().insert(Caller(peer));
                     Either::Right(

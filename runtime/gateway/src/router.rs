@@ -18,7 +18,7 @@ pub struct Target {
 
 /// An app routed here but running on other hosts of the cluster: the gateway
 /// forwards its requests to one of `hosts`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteTarget {
     /// The app's tenant.
     pub tenant: String,

@@ -37,6 +37,18 @@ pub struct TenantLabels {
     pub tenant: String,
 }
 
+/// Labels of per-host series: the host's name and one of its states.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostLabels {
+    /// The host's name.
+    pub host: String,
+    /// `ready`, `draining` or `down`.
+    pub state: String,
+}
+
+/// The states a cluster host can be in, as exported.
+pub const HOST_STATES: [&str; 3] = ["ready", "draining", "down"];
+
 /// What one finished request cost.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestRecord {
@@ -64,6 +76,9 @@ pub struct Metrics {
     tenant_stored_bytes: Family<TenantLabels, Gauge>,
     app_forwarded: Family<AppLabels, Counter>,
     app_forward_failures: Family<AppLabels, Counter>,
+    host_state: Family<HostLabels, Gauge>,
+    /// The hosts `host_state` has series of.
+    hosts: Mutex<Vec<String>>,
     windows: Mutex<HashMap<AppLabels, Arc<Window>>>,
 }
 
@@ -93,6 +108,7 @@ impl Metrics {
         let tenant_stored_bytes = Family::<TenantLabels, Gauge>::default();
         let app_forwarded = Family::<AppLabels, Counter>::default();
         let app_forward_failures = Family::<AppLabels, Counter>::default();
+        let host_state = Family::<HostLabels, Gauge>::default();
         registry.register(
             "app_requests",
             "Requests handled per app",
@@ -148,6 +164,11 @@ impl Metrics {
             "Requests for the app this host's gateway could not forward (answered 5xx or 413 here)",
             app_forward_failures.clone(),
         );
+        registry.register(
+            "host_state",
+            "1 for the state each cluster host is in as this host sees it (ready, draining, down), 0 for the others",
+            host_state.clone(),
+        );
         Metrics {
             registry,
             app_requests,
@@ -161,6 +182,8 @@ impl Metrics {
             tenant_stored_bytes,
             app_forwarded,
             app_forward_failures,
+            host_state,
+            hosts: Mutex::new(Vec::new()),
             windows: Mutex::new(HashMap::new()),
         }
     }
@@ -228,6 +251,38 @@ impl Metrics {
             &self.app_forward_failures
         };
         family.get_or_create(&labels).inc();
+    }
+
+    /// Records the state (one of [`HOST_STATES`]) of every cluster host;
+    /// hosts no longer listed (they left the cluster) are dropped.
+    pub fn set_host_states(&self, hosts: &[(String, &str)]) {
+        let mut known = self
+            .hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for gone in known
+            .iter()
+            .filter(|name| !hosts.iter().any(|(n, _)| n == *name))
+        {
+            for state in HOST_STATES {
+                self.host_state.remove(&HostLabels {
+                    host: gone.clone(),
+                    state: state.to_string(),
+                });
+            }
+        }
+        known.clear();
+        for (host, state) in hosts {
+            for candidate in HOST_STATES {
+                self.host_state
+                    .get_or_create(&HostLabels {
+                        host: host.clone(),
+                        state: candidate.to_string(),
+                    })
+                    .set(i64::from(candidate == *state));
+            }
+            known.push(host.clone());
+        }
     }
 
     /// The last minute of an app's traffic.
@@ -315,7 +370,10 @@ mod tests {
         metrics.set_stored_bytes("acme", 4096);
         metrics.count_forwarded("acme", "shop", true);
         metrics.count_forwarded("acme", "shop", false);
+        metrics.set_host_states(&[("beta".into(), "ready"), ("gamma".into(), "ready")]);
+        metrics.set_host_states(&[("beta".into(), "down")]);
         let text = metrics.render();
+        assert!(!text.contains(r#"host="gamma""#), "{text}");
         for expected in [
             r#"cloudware_app_requests_total{tenant="acme",app="shop"} 10"#,
             r#"cloudware_app_errors_total{tenant="acme",app="shop"} 1"#,
@@ -326,6 +384,8 @@ mod tests {
             r#"cloudware_app_request_duration_seconds_count{tenant="acme",app="shop"} 10"#,
             r#"cloudware_app_forwarded_requests_total{tenant="acme",app="shop"} 1"#,
             r#"cloudware_app_forward_failures_total{tenant="acme",app="shop"} 1"#,
+            r#"cloudware_host_state{host="beta",state="down"} 1"#,
+            r#"cloudware_host_state{host="beta",state="ready"} 0"#,
         ] {
             assert!(text.contains(expected), "missing {expected} in\n{text}");
         }

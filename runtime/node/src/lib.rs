@@ -21,5 +21,5 @@ pub use control::{ControlPlane, OpenError, ProposalForwarder, ProposeFailure};
 pub use health::{HostState, PeerHealth};
 pub use packages::{PackageFetcher, PackageStore, PutError, StoredPackage};
 pub use reconcile::{AppLoad, Reconciler};
-pub use router::NodeRouter;
+pub use router::{NodeRouter, RemoteServices};
 pub use scheduler::Scheduler;

@@ -382,23 +382,35 @@ impl Reconciler {
         let mut targets: HashMap<String, HashMap<String, Target>> = HashMap::new();
         let mut remote: HashMap<String, HashMap<String, RemoteTarget>> = HashMap::new();
         for route in table.targets() {
-            let share = local_share(route, here);
-            if share.is_none() {
-                let hosts = route
-                    .placement
-                    .iter()
-                    .filter(|(id, _)| Some(**id) != here)
-                    .map(|(id, n)| (*id, *n))
-                    .collect();
-                remote.entry(route.tenant.clone()).or_default().insert(
-                    route.app.clone(),
-                    RemoteTarget {
-                        tenant: route.tenant.clone(),
-                        app: route.app.clone(),
-                        hosts,
-                    },
-                );
+            if local_share(route, here).is_none() {
+                insert_remote(&mut remote, route, here);
             }
+        }
+        // Until this host has linked an app (which may take a compile), its
+        // requests go to the other hosts that run it: apps placed elsewhere
+        // are forwarded at once, and so are apps new here that run
+        // elsewhere too.
+        let previous = self.router.current.load_full();
+        let mut meanwhile = remote.clone();
+        for route in table.targets() {
+            let linked = previous
+                .targets
+                .get(&route.tenant)
+                .is_some_and(|apps| apps.contains_key(&route.app));
+            if !linked && here.is_some() {
+                insert_remote(&mut meanwhile, route, here);
+            }
+        }
+        if meanwhile != previous.remote {
+            self.router.current.store(Arc::new(RouteMap {
+                table: table.clone(),
+                targets: previous.targets.clone(),
+                remote: meanwhile,
+            }));
+        }
+        drop(previous);
+        for route in table.targets() {
+            let share = local_share(route, here);
             match self.target(route, share, &exporters).await {
                 Ok(target) => {
                     targets
@@ -406,13 +418,18 @@ impl Reconciler {
                         .or_default()
                         .insert(route.app.clone(), target);
                 }
-                Err(reason) => tracing::error!(
-                    tenant = %route.tenant,
-                    app = %route.app,
-                    version = route.version,
-                    %reason,
-                    "cannot serve the current version"
-                ),
+                Err(reason) => {
+                    tracing::error!(
+                        tenant = %route.tenant,
+                        app = %route.app,
+                        version = route.version,
+                        %reason,
+                        "cannot serve the current version"
+                    );
+                    if here.is_some() {
+                        insert_remote(&mut remote, route, here);
+                    }
+                }
             }
         }
         // Forget the linked components of versions no longer current.
@@ -489,6 +506,30 @@ impl Reconciler {
             quota,
         })
     }
+}
+
+/// Routes `route`'s requests to the other hosts it is placed on (none: the
+/// gateway answers that it has no capacity), unless it is there already.
+fn insert_remote(
+    remote: &mut HashMap<String, HashMap<String, RemoteTarget>>,
+    route: &RouteTarget,
+    here: Option<u64>,
+) {
+    let hosts = route
+        .placement
+        .iter()
+        .filter(|(id, _)| Some(**id) != here)
+        .map(|(id, n)| (*id, *n))
+        .collect();
+    remote
+        .entry(route.tenant.clone())
+        .or_default()
+        .entry(route.app.clone())
+        .or_insert_with(|| RemoteTarget {
+            tenant: route.tenant.clone(),
+            app: route.app.clone(),
+            hosts,
+        });
 }
 
 /// The scale of `route`'s HTTP instances on this host: all of it on a single

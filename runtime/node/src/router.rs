@@ -9,16 +9,20 @@
 use arc_swap::ArcSwap;
 use cloudware_cap_messaging::ComponentResolver;
 use cloudware_engine::LinkedComponent;
-use cloudware_engine::service::ServiceTarget;
+use cloudware_engine::service::{RemoteCall, RemoteOutcome, ServiceTarget};
 use cloudware_gateway::{RemoteTarget, Router, Target};
 use cloudware_state::RoutingTable;
+use futures::future::BoxFuture;
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 /// Routes requests by the latest reconciled routing table.
 pub struct NodeRouter {
     pub(crate) current: ArcSwap<RouteMap>,
     /// The applied log index the current table reflects.
     pub(crate) published: tokio::sync::watch::Sender<u64>,
+    /// Makes service calls on the hosts that run the exporter, in a cluster.
+    remote_services: OnceLock<Arc<dyn RemoteServices>>,
 }
 
 impl Default for NodeRouter {
@@ -26,8 +30,16 @@ impl Default for NodeRouter {
         NodeRouter {
             current: ArcSwap::default(),
             published: tokio::sync::watch::Sender::new(0),
+            remote_services: OnceLock::new(),
         }
     }
+}
+
+/// Makes service calls on other hosts of the cluster (implemented by the
+/// cluster's host-to-host client).
+pub trait RemoteServices: Send + Sync + 'static {
+    /// Calls `call` on one of `target`'s hosts.
+    fn call(&self, target: RemoteTarget, call: RemoteCall) -> BoxFuture<'static, RemoteOutcome>;
 }
 
 impl NodeRouter {
@@ -88,7 +100,22 @@ impl NodeRouter {
                 .is_some_and(|apps| apps.contains_key(app))
     }
 
-    /// The current component of `tenant`'s `app`, as published.
+    /// Service calls to apps that run on other hosts only go through
+    /// `services` from now on (the first one set stays).
+    pub fn set_remote_services(&self, services: Arc<dyn RemoteServices>) {
+        let _ = self.remote_services.set(services);
+    }
+
+    /// The component of `tenant`'s `app` if its instances run on this host
+    /// (service calls to it are made here).
+    pub fn local_component(&self, tenant: &str, app: &str) -> Option<LinkedComponent> {
+        self.serves_here(tenant, app)
+            .then(|| self.component(tenant, app))
+            .flatten()
+    }
+
+    /// The current component of `tenant`'s `app`, as published (linked on
+    /// every host, wherever its instances are placed).
     pub fn component(&self, tenant: &str, app: &str) -> Option<LinkedComponent> {
         let map = self.current.load();
         let target = map.targets.get(tenant)?.get(app)?;
@@ -111,6 +138,21 @@ pub(crate) struct AppService {
 
 impl ServiceTarget for AppService {
     fn resolve(&self) -> Option<LinkedComponent> {
-        self.router.upgrade()?.component(&self.tenant, &self.app)
+        self.router
+            .upgrade()?
+            .local_component(&self.tenant, &self.app)
+    }
+
+    fn call_elsewhere(&self, call: RemoteCall) -> Option<BoxFuture<'static, RemoteOutcome>> {
+        let router = self.router.upgrade()?;
+        let services = router.remote_services.get()?.clone();
+        let target = router
+            .current
+            .load()
+            .remote
+            .get(&self.tenant)?
+            .get(&self.app)?
+            .clone();
+        Some(services.call(target, call))
     }
 }

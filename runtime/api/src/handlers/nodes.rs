@@ -239,3 +239,19 @@ pub fn placement_of(
         (placement, calls)
     })
 }
+
+/// Puts every host's state, as this host sees it, into the metrics
+/// (`cloudware_host_state`).
+pub fn record_host_states(context: &ApiContext) {
+    let this = context.control.raft().id();
+    let hosts: Vec<(String, &str)> = context.control.read(|state| {
+        state
+            .hosts()
+            .map(|host| {
+                let (up, _) = liveness(context, this, host.id);
+                (host.name.clone(), HostState::of(host.mode, up).as_str())
+            })
+            .collect()
+    });
+    context.metrics.set_host_states(&hosts);
+}

@@ -27,6 +27,7 @@ pub async fn metrics(
     principal: Principal,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Action::Administer)?;
+    super::nodes::record_host_states(&context);
     for (tenant, app, load) in context.reconciler.app_loads() {
         context
             .metrics

@@ -21,6 +21,7 @@ use crate::component::LinkedComponent;
 use crate::http::RequestState;
 use crate::invoke::{CallError, CallOrigin};
 use crate::link::CompiledComponent;
+use futures::future::BoxFuture;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,8 +58,34 @@ impl crate::capability::Capability for ServiceTypes {
 /// Finds the exporter's component at each call: it may be redeployed or
 /// rolled back while callers keep running.
 pub trait ServiceTarget: Send + Sync + 'static {
-    /// The component to call now; `None` if the service has no instance.
+    /// The component to call now; `None` if the service has no instance on
+    /// this host.
     fn resolve(&self) -> Option<LinkedComponent>;
+
+    /// When [`resolve`](Self::resolve) found no instance here: the call,
+    /// made on another host that runs the service, if there is one.
+    fn call_elsewhere(&self, _call: RemoteCall) -> Option<BoxFuture<'static, RemoteOutcome>> {
+        None
+    }
+}
+
+/// What a service call made on another host returns.
+pub type RemoteOutcome = Result<Vec<Val>, CallError>;
+
+/// A service call to be made on another host: the function, its type as the
+/// caller imports it (to encode the arguments and decode the results), the
+/// arguments, and the caller's deadline and depth.
+pub struct RemoteCall {
+    /// The interface, as imported.
+    pub interface: Arc<str>,
+    /// The function.
+    pub function: Arc<str>,
+    /// Its type, as the caller imports it.
+    pub ty: ComponentFunc,
+    /// The arguments.
+    pub params: Vec<Val>,
+    /// The callee's deadline and depth.
+    pub origin: CallOrigin,
 }
 
 /// A fixed component as a target (tests, `serve`).
@@ -126,9 +153,21 @@ pub(crate) fn define(
                             )
                             .await
                     }
-                    None => Err(CallError::Unavailable(format!(
-                        "no instance exports `{interface}`"
-                    ))),
+                    None => {
+                        let call = RemoteCall {
+                            interface: interface.clone(),
+                            function: function.clone(),
+                            ty: ty.clone(),
+                            params: params.to_vec(),
+                            origin,
+                        };
+                        match target.call_elsewhere(call) {
+                            Some(remote) => remote.await,
+                            None => Err(CallError::Unavailable(format!(
+                                "no instance exports `{interface}`"
+                            ))),
+                        }
+                    }
                 };
                 match outcome {
                     Ok(values) => {
