@@ -73,6 +73,12 @@ pub trait MessageBus: Send + Sync + 'static {
         queue: &'a QueueId,
         ids: Option<&'a [u64]>,
     ) -> BoxFuture<'a, Result<usize, String>>;
+
+    /// The host whose consumers deliver, when a replicated bus's group has a known leader
+    /// (`None` for a single host's bus).
+    fn leader(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A running consumer of either bus; dropping it stops dispatching.
@@ -274,6 +280,10 @@ impl MessageBus for Replicated {
 
     fn queues(&self, tenant: Option<&str>) -> Vec<(QueueId, QueueStats)> {
         self.bus.queues(tenant)
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.bus.node().status().leader
     }
 
     fn dead_letters(
