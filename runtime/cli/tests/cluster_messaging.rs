@@ -1,7 +1,8 @@
 //! Queues and topics on a cluster of three `cloudware up --cluster-listen` processes: the
 //! cluster's replicated bus keeps every acknowledged message when the host that leads the
 //! bus's raft group (and so delivers) is killed with `kill -9`, and a surviving host
-//! delivers them all, at least once.
+//! delivers them all, at least once: the queue's jobs all wait for a worker deployed after
+//! the kill; the topic's subscriber runs throughout (redelivering what was in flight).
 //!
 //! Deliveries are observed in key-value buckets the consumers write to. Each host's
 //! key-value store would be its own (sled), so every host uses one Redis server (started
@@ -134,7 +135,6 @@ fn acknowledged_queue_and_topic_messages_survive_a_kill_9_of_the_bus_leader() {
     let producer_args = ["--route", "jobs.test/", "--send-queue", "jobs"];
     deploy_ok(&hosts[0], &dev, "producer", QUEUE_PRODUCER, &producer_args);
     let grants = grants.to_str().expect("utf-8 path");
-    deploy_ok(&hosts[0], &dev, "worker", QUEUE_WORKER, &["--capabilities", grants]);
     let subscriber_args = [
         "--subscribe",
         "events",
@@ -143,9 +143,21 @@ fn acknowledged_queue_and_topic_messages_survive_a_kill_9_of_the_bus_leader() {
         "--kv-bucket",
         "events-all",
     ];
-    deploy_ok(&hosts[0], &dev, "audit", PUBSUB_SUBSCRIBER, &subscriber_args);
+    deploy_ok(
+        &hosts[0],
+        &dev,
+        "audit",
+        PUBSUB_SUBSCRIBER,
+        &subscriber_args,
+    );
     let publisher_args = ["--route", "events.test/", "--publish", "events"];
-    deploy_ok(&hosts[0], &dev, "publisher", PUBSUB_PUBLISHER, &publisher_args);
+    deploy_ok(
+        &hosts[0],
+        &dev,
+        "publisher",
+        PUBSUB_PUBLISHER,
+        &publisher_args,
+    );
 
     let leader = wait_until("a bus leader is reported", SETTLE, || bus_leader(&hosts[0]));
     // alpha, beta and gamma are hosts 1, 2 and 3.
@@ -155,7 +167,14 @@ fn acknowledged_queue_and_topic_messages_survive_a_kill_9_of_the_bus_leader() {
     let via = (leader_index + 1) % hosts.len();
     // The subscription is replicated shortly after the subscriber's deploy.
     wait_until("the topic subscription is in place", SETTLE, || {
-        let reply = gateway_send(&hosts[via], "POST", "events.test", "/?kind=probe", &[], b"{}");
+        let reply = gateway_send(
+            &hosts[via],
+            "POST",
+            "events.test",
+            "/?kind=probe",
+            &[],
+            b"{}",
+        );
         (reply.status == 200 && reply.text().trim() == "1").then_some(())
     });
 
@@ -165,7 +184,11 @@ fn acknowledged_queue_and_topic_messages_survive_a_kill_9_of_the_bus_leader() {
         jobs.push((send_job(&hosts[via], &payload), payload));
     }
     for _ in 0..EVENTS {
-        assert_eq!(publish(&hosts[via], "a"), "1", "every event reaches the subscription");
+        assert_eq!(
+            publish(&hosts[via], "a"),
+            "1",
+            "every event reaches the subscription"
+        );
     }
     let before = kv_keys(&hosts[via], "jobs-done").len();
     let seen = |node: &Node| {
@@ -179,13 +202,28 @@ fn acknowledged_queue_and_topic_messages_survive_a_kill_9_of_the_bus_leader() {
     let killed_at = Instant::now();
     hosts[leader_index].kill9();
     let survivor = &hosts[via];
+    // The worker comes only now: every job was still queued when the leader died.
+    deploy_ok(
+        survivor,
+        &dev,
+        "worker",
+        QUEUE_WORKER,
+        &["--capabilities", grants],
+    );
     let wanted: BTreeSet<String> = jobs.iter().map(|(id, _)| id.to_string()).collect();
     wait_until(
         "every acknowledged job is recorded after the kill",
         SETTLE + DELIVERY_TIMEOUT,
-        || wanted.is_subset(&kv_keys(survivor, "jobs-done")).then_some(()),
+        || {
+            wanted
+                .is_subset(&kv_keys(survivor, "jobs-done"))
+                .then_some(())
+        },
     );
-    eprintln!("every job recorded {:?} after the kill", killed_at.elapsed());
+    eprintln!(
+        "every job recorded {:?} after the kill",
+        killed_at.elapsed()
+    );
     for (id, payload) in &jobs {
         assert_eq!(
             kv_get(survivor, "jobs-done", &id.to_string()).as_deref(),
@@ -208,10 +246,14 @@ fn acknowledged_queue_and_topic_messages_survive_a_kill_9_of_the_bus_leader() {
         bus_leader(survivor).filter(|id| *id != leader)
     });
     let after = send_job(survivor, "job after the kill");
-    wait_until("the job after the kill is recorded", DELIVERY_TIMEOUT, || {
-        kv_keys(survivor, "jobs-done")
-            .contains(&after.to_string())
-            .then_some(())
-    });
+    wait_until(
+        "the job after the kill is recorded",
+        DELIVERY_TIMEOUT,
+        || {
+            kv_keys(survivor, "jobs-done")
+                .contains(&after.to_string())
+                .then_some(())
+        },
+    );
     eprintln!("host {new_leader} leads the bus after the kill of host {leader}");
 }

@@ -520,7 +520,11 @@ async fn the_bus_group_follows_membership_and_keeps_messages_when_its_leader_sto
     };
     let started = Instant::now();
     while voters(&mut cluster, 1) != [1, 2, 3] {
-        assert!(started.elapsed() < SETTLE, "bus voters {:?}", voters(&mut cluster, 1));
+        assert!(
+            started.elapsed() < SETTLE,
+            "bus voters {:?}",
+            voters(&mut cluster, 1)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!("bus group of three after {:?}", started.elapsed());
@@ -547,7 +551,10 @@ async fn the_bus_group_follows_membership_and_keeps_messages_when_its_leader_sto
     bus.send(&queue, NewMessage::new("after"))
         .await
         .expect("sent after the leader stopped");
-    eprintln!("a send after stopping leader {leader} took {:?}", started.elapsed());
+    eprintln!(
+        "a send after stopping leader {leader} took {:?}",
+        started.elapsed()
+    );
     bus.sync_reads().await.expect("synced");
     assert_eq!(bus.stats(&queue).depth, 4, "{:?}", bus.stats(&queue));
 }

@@ -7,12 +7,12 @@
 //! few lines here: its engine capability, its section parser, its grant.
 
 use cloudware_bus::{Bus, BusConfig, QueueId, Subscription};
-use cloudware_cap_messaging::MessageBus;
 use cloudware_cap_config::{ConfigCapability, ConfigGrant, SecretKey};
 use cloudware_cap_keyvalue::{
     KeyValueCapability, KeyValueGrant, KvBackend, KvGrantSection as KvSection,
 };
 use cloudware_cap_logging::{LogSource, LoggingCapability};
+use cloudware_cap_messaging::MessageBus;
 use cloudware_cap_messaging::{
     ConsumerSpec, MessagesTypes, QueuesCapability, QueuesGrant, QueuesSection, TopicsCapability,
     TopicsGrant, TopicsSection,

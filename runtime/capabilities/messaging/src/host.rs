@@ -4,10 +4,10 @@
 
 use crate::backend::MessageBus;
 use cloudware_bus::{NewMessage, QueueId, SendError as BusSendError};
-use std::sync::Arc;
 use cloudware_engine::Capability;
 use cloudware_engine::http::RequestState;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 
 mod bindings {
