@@ -383,6 +383,10 @@ pub struct NodeInfo {
     pub gateway: String,
     /// Placement labels.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Whether this host leads the message bus's raft group (it delivers the cluster's
+    /// queue and topic messages).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bus_leader: bool,
 }
 
 /// `DELETE /v1/nodes/{host}` options.

@@ -158,7 +158,12 @@ pub fn run(args: UpArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
             .open(&data_dir)
             .await
             .context("cannot open the key-value backend")?;
-        let capabilities = NodeCapabilities::open(&data_dir, Some(kv))
+        // A cluster host's queues and topics are the cluster's replicated bus.
+        let bus = cluster.as_ref().map(|host| {
+            cloudware_cap_messaging::Replicated::new(host.bus().clone())
+                as Arc<dyn cloudware_cap_messaging::MessageBus>
+        });
+        let capabilities = NodeCapabilities::open_with_bus(&data_dir, Some(kv), bus)
             .await
             .map_err(|err| anyhow::anyhow!(err))?;
         let reconciler = Reconciler::new(

@@ -2,16 +2,18 @@
 //! cluster port, follow the host registry, forward proposals and package pulls to peers,
 //! send heartbeats, and forward gateway requests to the hosts that run their app.
 
+use crate::bus::{self, RpcBusForwarder};
 use crate::calls::{CallReceiver, ServiceCaller};
 use crate::files::{ClusterDir, Membership};
 use crate::forward::pool::PeerPool;
 use crate::forward::{ForwardConfig, ForwardReceiver, HostForwarder};
 use crate::health::{self, HealthConfig, HostHealth};
-use crate::listener::{self, ClusterListener};
+use crate::listener::{self, ClusterListener, RaftGroups};
 use crate::now_ms;
 use crate::peers;
 use crate::rpc::{self, JoinRequest, RpcClient, RpcState};
 use crate::tls::MemberTls;
+use cloudware_bus_replicated::ReplicatedBus;
 use cloudware_cluster_tls::{ClusterCa, HostKey, JoinToken};
 use cloudware_gateway::{GatewayLimits, Router};
 use cloudware_node::{ControlPlane, NodeRouter, OpenError, PackageStore, ProposeFailure};
@@ -61,6 +63,9 @@ pub enum ClusterError {
     /// The raft log could not be opened.
     #[error(transparent)]
     Open(#[from] OpenError),
+    /// The message bus's raft log could not be opened.
+    #[error("cannot open the message bus's raft group: {0}")]
+    Bus(#[source] cloudware_raft::RaftError),
     /// The peer refused the join, or could not be reached.
     #[error("joining through {peer} failed: {reason}")]
     Join {
@@ -132,12 +137,17 @@ pub struct ClusterHost {
     forwards: Arc<ForwardReceiver>,
     service_caller: ServiceCaller,
     calls: Arc<CallReceiver>,
+    bus: ReplicatedBus,
+    bus_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for ClusterHost {
     fn drop(&mut self) {
         self.peers.abort();
         self.heartbeats.abort();
+        for task in &self.bus_tasks {
+            task.abort();
+        }
     }
 }
 
@@ -250,19 +260,40 @@ impl ClusterHost {
         for (id, addr) in peers::peer_addrs(&control, node_id) {
             transport.set_peer(id, addr);
         }
+        let bus_member = bus::open(
+            &options.data_dir,
+            node_id,
+            node_id != FOUNDER_ID,
+            CLUSTER_TICK,
+            &tls,
+            &bootstrap_peers,
+        )
+        .await
+        .map_err(ClusterError::Bus)?;
+        let bus = bus_member.bus.clone();
+        bus.set_forwarder(Arc::new(RpcBusForwarder {
+            self_id: node_id,
+            tls: tls.clone(),
+            control: control.clone(),
+        }));
+        let bus_tasks = bus::follow(control.clone(), &bus_member, node_id);
         let rpc_state = Arc::new(RpcState {
             node_id,
             control: control.clone(),
             packages: packages.clone(),
             ca,
             shared_key: options.shared_key.clone(),
+            bus: bus.clone(),
         });
         let forwards = Arc::new(ForwardReceiver::default());
         let calls = Arc::new(CallReceiver::default());
         let listener = listener::serve(
             listener,
             tls.server.clone(),
-            control.raft().clone(),
+            RaftGroups {
+                control: control.raft().clone(),
+                bus: bus.node().clone(),
+            },
             rpc::router(rpc_state),
             forwards.clone(),
             calls.clone(),
@@ -321,7 +352,15 @@ impl ClusterHost {
             forwards,
             service_caller,
             calls,
+            bus,
+            bus_tasks,
         })
+    }
+
+    /// The message bus replicated by the cluster's bus raft group: writes made here reach
+    /// its leader; only the leader's host delivers to consumers.
+    pub fn bus(&self) -> &ReplicatedBus {
+        &self.bus
     }
 
     /// Liveness of the other hosts, from this host's heartbeats.

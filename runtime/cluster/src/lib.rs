@@ -4,10 +4,12 @@
 //! ```text
 //!                 cluster port (TLS 1.3, cluster CA; ALPN picks the protocol)
 //!  peer ──────────► ├─ "cw-raft/1"  mutual TLS ─► raft frames ─► RaftNode::step
+//!                   ├─ "cw-bus-raft/1"  mutual TLS ─► the message bus's raft group
 //!                   └─ "http/1.1", "h2"  host-to-host calls (rpc):
 //!                        POST /v1/join        token-authenticated (no client certificate yet)
 //!                        POST /v1/members     add the calling host as a voter
 //!                        POST /v1/propose     a proposal forwarded to the leader
+//!                        POST /v1/bus/propose a bus command forwarded to the bus leader
 //!                        GET  /v1/packages/D  a package's bytes, by digest
 //!                        GET  /v1/health      a heartbeat
 //!                        ANY  /v1/forward/P   a gateway request for an app that runs here
@@ -23,6 +25,8 @@
 //!   ([`cloudware_node::ProposalForwarder`]); packages a host lacks are pulled from its peers
 //!   by digest and checked ([`cloudware_node::PackageFetcher`]).
 //! - Peer addresses follow the replicated host registry (`cloudware_state::Host`).
+//! - The message bus is replicated by a second raft group ([`ClusterHost::bus`], module
+//!   `bus`): its own log in `DATA_DIR/bus-raft`, its voters following the control plane's.
 //! - Every host sends heartbeats to every other ([`HostHealth`]: up or down, last seen,
 //!   round-trip time), and its gateway forwards requests for apps that run only on other
 //!   hosts to one that is up ([`HostForwarder`]), over pooled mutual-TLS connections.
@@ -33,8 +37,10 @@
 //! protocol), `listener` (the cluster port), `rpc` (the host-to-host calls, both sides),
 //! `peers` (raft transport addresses from the registry), `host` (founding, joining,
 //! restarting), `health` (heartbeats), `forward` (the connection pool, and forwarding
-//! gateway requests: both sides), `calls` (service calls between hosts: both sides).
+//! gateway requests: both sides), `calls` (service calls between hosts: both sides), `bus`
+//! (the message bus's raft group: opening, membership, forwarding).
 
+mod bus;
 mod calls;
 mod files;
 mod forward;

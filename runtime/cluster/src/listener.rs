@@ -1,5 +1,6 @@
 //! The cluster port: accepts TLS connections and serves each by its ALPN protocol — raft
-//! frames (callers must present a cluster certificate) or host-to-host HTTP calls, over
+//! frames of the control plane (`cw-raft/1`) or of the message bus's group (`cw-bus-raft/1`)
+//! (callers must present a cluster certificate) or host-to-host HTTP calls, over
 //! HTTP/1.1 (one call per connection) or HTTP/2 (the pooled, multiplexed connections of
 //! forwarding and heartbeats); the caller's host id, if it presented a certificate, goes
 //! with every request. Forwarded
@@ -10,7 +11,7 @@
 use crate::calls::{CALL_PATH, CallReceiver};
 use crate::forward::{ForwardReceiver, is_forwarded};
 use crate::rpc::Caller;
-use crate::tls::{ALPN_H2, ALPN_HTTP, ALPN_RAFT};
+use crate::tls::{ALPN_BUS_RAFT, ALPN_H2, ALPN_HTTP, ALPN_RAFT};
 use axum::Router;
 use cloudware_cluster_tls::PeerNodeId as _;
 use cloudware_cluster_tls::rustls::ServerConfig;
@@ -43,11 +44,20 @@ impl Drop for ClusterListener {
     }
 }
 
+/// The two raft groups a host is a member of.
+#[derive(Clone)]
+pub(crate) struct RaftGroups {
+    /// The control plane's.
+    pub(crate) control: Arc<RaftNode>,
+    /// The message bus's.
+    pub(crate) bus: Arc<RaftNode>,
+}
+
 /// Serves the cluster port on `listener`.
 pub(crate) fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
-    raft: Arc<RaftNode>,
+    raft: RaftGroups,
     router: Router,
     forwards: Arc<ForwardReceiver>,
     calls: Arc<CallReceiver>,
@@ -93,7 +103,7 @@ pub(crate) fn serve(
 async fn connection(
     stream: TcpStream,
     acceptor: TlsAcceptor,
-    raft: Arc<RaftNode>,
+    raft: RaftGroups,
     router: Router,
     forwards: Arc<ForwardReceiver>,
     calls: Arc<CallReceiver>,
@@ -113,13 +123,18 @@ async fn connection(
     let peer = tls.peer_node_id();
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     match alpn.as_deref() {
-        Some(ALPN_RAFT) => {
+        Some(proto @ (ALPN_RAFT | ALPN_BUS_RAFT)) => {
             let Some(peer) = peer else {
                 tracing::warn!("raft connection without a cluster certificate; closing");
                 return;
             };
-            tracing::debug!(peer, "raft peer connected");
-            serve_peer_stream(tls, &*raft, MAX_FRAME_BYTES).await;
+            let (group, node) = if proto == ALPN_RAFT {
+                ("control", raft.control)
+            } else {
+                ("bus", raft.bus)
+            };
+            tracing::debug!(peer, group, "raft peer connected");
+            serve_peer_stream(tls, &*node, MAX_FRAME_BYTES).await;
         }
         Some(proto @ (ALPN_HTTP | ALPN_H2)) => {
             let h2 = proto == ALPN_H2;

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 /// ALPN of raft message streams.
 pub(crate) const ALPN_RAFT: &[u8] = b"cw-raft/1";
+/// ALPN of the message bus's raft group (its own log, same frames).
+pub(crate) const ALPN_BUS_RAFT: &[u8] = b"cw-bus-raft/1";
 /// ALPN of host-to-host HTTP calls.
 pub(crate) const ALPN_HTTP: &[u8] = b"http/1.1";
 /// ALPN of pooled host-to-host HTTP/2 (forwarded requests, heartbeats).
@@ -19,6 +21,8 @@ pub(crate) struct MemberTls {
     pub(crate) server: Arc<ServerConfig>,
     /// Dialing peers for raft (mutual TLS).
     pub(crate) raft_client: Arc<ClientConfig>,
+    /// Dialing peers for the bus's raft group (mutual TLS).
+    pub(crate) bus_raft_client: Arc<ClientConfig>,
     /// Dialing peers for calls (mutual TLS).
     pub(crate) http_client: Arc<ClientConfig>,
     /// Dialing peers for pooled HTTP/2 calls (mutual TLS).
@@ -29,11 +33,17 @@ impl MemberTls {
     pub(crate) fn new(identity: &HostIdentity) -> Result<MemberTls, cloudware_cluster_tls::Error> {
         let mut server =
             (*cloudware_cluster_tls::server_config_allowing_anonymous(identity)?).clone();
-        server.alpn_protocols = vec![ALPN_RAFT.to_vec(), ALPN_HTTP.to_vec(), ALPN_H2.to_vec()];
+        server.alpn_protocols = vec![
+            ALPN_RAFT.to_vec(),
+            ALPN_BUS_RAFT.to_vec(),
+            ALPN_HTTP.to_vec(),
+            ALPN_H2.to_vec(),
+        ];
         let client = cloudware_cluster_tls::client_config(identity)?;
         Ok(MemberTls {
             server: Arc::new(server),
             raft_client: with_alpn(&client, ALPN_RAFT),
+            bus_raft_client: with_alpn(&client, ALPN_BUS_RAFT),
             http_client: with_alpn(&client, ALPN_HTTP),
             h2_client: with_alpn(&client, ALPN_H2),
         })

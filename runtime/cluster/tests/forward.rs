@@ -134,6 +134,7 @@ impl Host {
     async fn stop(&mut self) {
         let cluster = self.cluster.take().expect("running");
         cluster.control().shutdown().await;
+        let _ = cluster.bus().shutdown().await;
         drop(cluster);
     }
 
@@ -507,4 +508,54 @@ async fn forwarded_requests_are_never_forwarded_again() {
     )
     .await;
     assert_eq!(reply.status, http::StatusCode::LOOP_DETECTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bus_group_follows_membership_and_keeps_messages_when_its_leader_stops() {
+    use cloudware_bus::{NewMessage, QueueId};
+    let mut cluster = Cluster::start(&[Serve::Hello, Serve::Hello, Serve::Hello], FAST).await;
+    let voters = |cluster: &mut Cluster, id: u64| {
+        let mut voters = cluster.host(id).cluster().bus().node().status().voters;
+        voters.sort_unstable();
+        voters
+    };
+    let started = Instant::now();
+    while voters(&mut cluster, 1) != [1, 2, 3] {
+        assert!(
+            started.elapsed() < SETTLE,
+            "bus voters {:?}",
+            voters(&mut cluster, 1)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("bus group of three after {:?}", started.elapsed());
+    let queue = QueueId::queue("acme", "jobs");
+    // Sends from every host (followers forward to the leader).
+    for id in 1..=3 {
+        let bus = cluster.host(id).cluster().bus().clone();
+        bus.send(&queue, NewMessage::new(format!("from {id}")))
+            .await
+            .expect("sent");
+    }
+    let leader = cluster
+        .host(1)
+        .cluster()
+        .bus()
+        .node()
+        .status()
+        .leader
+        .expect("a bus leader");
+    cluster.host(leader).stop().await;
+    let survivor = if leader == 1 { 2 } else { 1 };
+    let bus = cluster.host(survivor).cluster().bus().clone();
+    let started = Instant::now();
+    bus.send(&queue, NewMessage::new("after"))
+        .await
+        .expect("sent after the leader stopped");
+    eprintln!(
+        "a send after stopping leader {leader} took {:?}",
+        started.elapsed()
+    );
+    bus.sync_reads().await.expect("synced");
+    assert_eq!(bus.stats(&queue).depth, 4, "{:?}", bus.stats(&queue));
 }

@@ -12,6 +12,7 @@ use cloudware_cap_keyvalue::{
     KeyValueCapability, KeyValueGrant, KvBackend, KvGrantSection as KvSection,
 };
 use cloudware_cap_logging::{LogSource, LoggingCapability};
+use cloudware_cap_messaging::MessageBus;
 use cloudware_cap_messaging::{
     ConsumerSpec, MessagesTypes, QueuesCapability, QueuesGrant, QueuesSection, TopicsCapability,
     TopicsGrant, TopicsSection,
@@ -46,7 +47,7 @@ fn refuse(capability: &str, reason: impl ToString) -> GrantError {
 #[derive(Clone)]
 pub struct NodeCapabilities {
     secrets: SecretKey,
-    bus: Bus,
+    bus: Arc<dyn MessageBus>,
     kv: Arc<dyn KvBackend>,
 }
 
@@ -58,10 +59,25 @@ impl NodeCapabilities {
     /// Opens the backends under `data_dir`: the secret key, the bus and
     /// the key-value store (`kv` if given, else embedded sled).
     pub async fn open(data_dir: &Path, kv: Option<Arc<dyn KvBackend>>) -> Result<Self, String> {
+        Self::open_with_bus(data_dir, kv, None).await
+    }
+
+    /// [`NodeCapabilities::open`] with `bus` as the message bus (a cluster's replicated
+    /// bus) instead of the local one in `data_dir/bus`.
+    pub async fn open_with_bus(
+        data_dir: &Path,
+        kv: Option<Arc<dyn KvBackend>>,
+        bus: Option<Arc<dyn MessageBus>>,
+    ) -> Result<Self, String> {
         let secrets = SecretKey::load_or_create(&data_dir.join("secrets.key"))
             .map_err(|err| err.to_string())?;
-        let bus = Bus::open(&data_dir.join("bus"), BusConfig::default())
-            .map_err(|err| format!("cannot open the message bus: {err}"))?;
+        let bus = match bus {
+            Some(bus) => bus,
+            None => Arc::new(
+                Bus::open(&data_dir.join("bus"), BusConfig::default())
+                    .map_err(|err| format!("cannot open the message bus: {err}"))?,
+            ),
+        };
         let kv = match kv {
             Some(kv) => kv,
             None => cloudware_cap_keyvalue::KvConfig::default()
@@ -73,7 +89,7 @@ impl NodeCapabilities {
     }
 
     /// The node's bus.
-    pub fn bus(&self) -> &Bus {
+    pub fn bus(&self) -> &Arc<dyn MessageBus> {
         &self.bus
     }
 

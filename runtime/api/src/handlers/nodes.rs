@@ -33,6 +33,7 @@ pub async fn list(
             "joining"
         }
     };
+    let bus_leader = context.reconciler.capabilities().bus().leader();
     let mut hosts: Vec<NodeInfo> = context.control.read(|state| {
         let placed = placed_instances(state);
         state
@@ -55,6 +56,7 @@ pub async fn list(
                     api: host.addrs.api.clone(),
                     gateway: host.addrs.gateway.clone(),
                     labels: host.labels.clone(),
+                    bus_leader: bus_leader == Some(host.id),
                 }
             })
             .collect()
@@ -75,6 +77,7 @@ pub async fn list(
             api: String::new(),
             gateway: String::new(),
             labels: Default::default(),
+            bus_leader: false,
         });
     }
     Ok(Json(ClusterInfo {

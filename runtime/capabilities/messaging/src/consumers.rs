@@ -4,9 +4,8 @@
 //! `cloudware:platform/message-handler`; `ok` acknowledges, `err` or a trap
 //! schedules a retry (the bus's backoff and dead-letter queue).
 
-use cloudware_bus::{
-    BoxFuture, Bus, ConsumerHandle, Delivery, MessageHandler, QueueId, QueuePolicy, Subscription,
-};
+use crate::backend::{Consumer, MessageBus};
+use cloudware_bus::{BoxFuture, Delivery, MessageHandler, QueueId, QueuePolicy, Subscription};
 use cloudware_engine::{CallOrigin, LinkedComponent};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,14 +38,14 @@ pub struct ConsumerSpec {
 
 /// The consumers running on this node.
 pub struct Consumers {
-    bus: Bus,
+    bus: Arc<dyn MessageBus>,
     resolver: Arc<dyn ComponentResolver>,
-    running: Mutex<HashMap<(QueueId, String), (ConsumerSpec, ConsumerHandle)>>,
+    running: Mutex<HashMap<(QueueId, String), (ConsumerSpec, Consumer)>>,
 }
 
 impl Consumers {
     /// No consumers yet.
-    pub fn new(bus: Bus, resolver: Arc<dyn ComponentResolver>) -> Self {
+    pub fn new(bus: Arc<dyn MessageBus>, resolver: Arc<dyn ComponentResolver>) -> Self {
         Consumers {
             bus,
             resolver,

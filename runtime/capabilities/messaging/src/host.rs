@@ -2,10 +2,12 @@
 //! `cloudware:platform/topics`: a send or publish is checked against the
 //! deployment's grant, then stored durably on the bus before it returns.
 
-use cloudware_bus::{Bus, NewMessage, QueueId, SendError as BusSendError};
+use crate::backend::MessageBus;
+use cloudware_bus::{NewMessage, QueueId, SendError as BusSendError};
 use cloudware_engine::Capability;
 use cloudware_engine::http::RequestState;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 
 mod bindings {
@@ -39,7 +41,7 @@ pub struct QueuesGrant {
     /// Queues it may send to.
     pub send: BTreeSet<String>,
     /// The node's bus.
-    pub bus: Bus,
+    pub bus: Arc<dyn MessageBus>,
 }
 
 /// What a deployment may publish to.
@@ -49,7 +51,7 @@ pub struct TopicsGrant {
     /// Topics it may publish to.
     pub publish: BTreeSet<String>,
     /// The node's bus.
-    pub bus: Bus,
+    pub bus: Arc<dyn MessageBus>,
 }
 
 impl Capability for QueuesCapability {

@@ -11,11 +11,17 @@
 //!   once, with retries, backoff and a dead-letter queue.
 //!
 //! Subscriptions are configuration (the deployment's grant), not code.
+//!
+//! The bus is a [`MessageBus`]: a single host's local [`cloudware_bus::Bus`], or a
+//! cluster's replicated bus ([`Replicated`]) whose consumers run on every host but deliver
+//! only on the bus group's leader.
 
+mod backend;
 mod consumers;
 mod grant;
 mod host;
 
+pub use backend::{Consumer, MessageBus, Replicated};
 pub use consumers::{ComponentResolver, ConsumerSpec, Consumers, HANDLER_INTERFACE};
 pub use grant::{ConsumeSpec, GrantError, QueuesSection, SubscribeSpec, TopicsSection};
 pub use host::{MessagesTypes, QueuesCapability, QueuesGrant, TopicsCapability, TopicsGrant};

@@ -251,7 +251,12 @@ pub(crate) async fn join_cluster(
 }
 
 /// One HTTP/1.1 request on an established stream.
-async fn exchange<S>(stream: S, method: Method, path: &str, body: Bytes) -> Result<Answer, String>
+pub(crate) async fn exchange<S>(
+    stream: S,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<Answer, String>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {

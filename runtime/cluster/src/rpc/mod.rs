@@ -5,7 +5,7 @@ mod client;
 mod server;
 
 pub use client::RpcClient;
-pub(crate) use client::join_cluster;
+pub(crate) use client::{exchange, join_cluster};
 pub(crate) use server::{RpcState, router};
 
 use cloudware_cluster_tls::{HostCertificate, HostCsr};

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cloudware_bus_replicated::ReplicatedBus;
 use cloudware_cluster_tls::{ClusterCa, JoinToken, TokenHash};
 use cloudware_engine::Digest;
 use cloudware_node::{ControlPlane, PackageStore, ProposeFailure};
@@ -25,6 +26,8 @@ pub(crate) struct RpcState {
     pub(crate) ca: ClusterCa,
     /// The file of the key every host shares, handed to joining hosts.
     pub(crate) shared_key: Option<std::path::PathBuf>,
+    /// This host's member of the message bus's raft group.
+    pub(crate) bus: ReplicatedBus,
 }
 
 /// The router of the cluster port's HTTP protocol.
@@ -33,6 +36,7 @@ pub(crate) fn router(state: Arc<RpcState>) -> Router {
         .route("/v1/join", post(join))
         .route("/v1/members", post(add_member))
         .route("/v1/propose", post(propose))
+        .route(crate::bus::BUS_PROPOSE_PATH, post(bus_propose))
         .route("/v1/packages/{digest}", get(package))
         .route(crate::health::HEALTH_PATH, get(health))
         .layer(axum::middleware::map_response_with_state(
@@ -172,6 +176,25 @@ async fn propose(
     }
     match rpc.control.raft().propose(envelope.to_vec()).await {
         Ok(outcome) => (StatusCode::OK, outcome).into_response(),
+        Err(err) => propose_error(err),
+    }
+}
+
+/// Proposes a forwarded bus command on this host's bus member (the caller believes it leads
+/// the bus group). A timeout or a stop answers 504: the command may be applied.
+async fn bus_propose(
+    State(rpc): State<Arc<RpcState>>,
+    Extension(caller): Extension<Caller>,
+    command: Bytes,
+) -> Response {
+    if caller.0.is_none() {
+        return no_certificate();
+    }
+    match rpc.bus.node().propose(command.to_vec()).await {
+        Ok(outcome) => (StatusCode::OK, outcome).into_response(),
+        Err(err @ ProposeError::Stopped) => {
+            error(StatusCode::GATEWAY_TIMEOUT, err.to_string(), None)
+        }
         Err(err) => propose_error(err),
     }
 }
