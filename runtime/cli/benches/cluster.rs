@@ -26,8 +26,20 @@
 //! Run: `cargo bench -p cloudware-cli --bench cluster`
 //! (`BENCH_SCALE_ROUNDS=10`, `BENCH_WRITE_DURATION=3s`,
 //! `BENCH_WRITERS=1,16,64`, `BENCH_DURATION=5s`, `BENCH_WARMUP=1s`,
-//! `BENCH_CONNECTIONS=32`, `BENCH_ROUNDS=3`, `BENCH_FAILOVER_ROUNDS=5`).
-//! Every host's stderr goes to `stderr.log` in its temporary directory.
+//! `BENCH_CONNECTIONS=32`, `BENCH_ROUNDS=3`, `BENCH_FAILOVER_ROUNDS=5`;
+//! `BENCH_SECTIONS=1,2,3,4` picks the measures).
+//! Every host's stderr goes to `stderr.log` in its temporary directory
+//! (its end is printed if the bench panics).
+//!
+//! Each host listens for the cluster on a port picked once and kept over
+//! restarts, as a deployment with a fixed `--cluster-listen` would.
+//! `BENCH_CLUSTER_PORT0=1` uses `127.0.0.1:0` instead (a new cluster address
+//! on every restart): then a restarted host can be stranded — its replayed
+//! state may predate another host's address change (the raft commit index
+//! is not fsynced on its own, so a `kill -9` loses the last commits'
+//! mark), so it dials that host at its old address while the leader dials
+//! it at its own old one; seen when two different hosts are restarted in a
+//! row.
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -58,6 +70,9 @@ const WEB_INSTANCES: u64 = 48;
 /// One `cloudware up --cluster-listen` child process, killed on drop.
 struct Host {
     name: String,
+    /// `--cluster-listen`: a fixed port, the same on every start (or
+    /// `127.0.0.1:0` with `BENCH_CLUSTER_PORT0=1`, see the module docs).
+    cluster_listen: String,
     /// Extra arguments (`--join …` for joiners), the same on every start.
     extra: Vec<String>,
     dir: tempfile::TempDir,
@@ -70,8 +85,16 @@ struct Host {
 
 impl Host {
     fn start(name: &str, extra: Vec<String>) -> Host {
+        let cluster_listen = if std::env::var("BENCH_CLUSTER_PORT0").is_ok_and(|v| v == "1") {
+            "127.0.0.1:0".to_string()
+        } else {
+            // A free port now, kept for every start of this host.
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            probe.local_addr().expect("port").to_string()
+        };
         let mut host = Host {
             name: name.to_string(),
+            cluster_listen,
             extra,
             dir: tempfile::tempdir().expect("temp dir"),
             child: None,
@@ -97,7 +120,8 @@ impl Host {
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .args(["--cluster-listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args(["--cluster-listen", &self.cluster_listen])
+            .args(["--log-level", "warn"])
             .args(["--name", &self.name])
             .args(["--label", &format!("name={}", self.name)])
             .args(&self.extra)
@@ -190,8 +214,9 @@ impl Drop for Host {
                 .as_mut()
                 .and_then(|child| child.try_wait().ok().flatten());
             eprintln!(
-                "--- {} (exited: {exited:?}), end of stderr:\n{}",
+                "--- {} (exited: {exited:?}); last start printed {:?}; end of stderr:\n{}",
                 self.name,
+                self.lines,
                 self.stderr_tail()
             );
         }
@@ -464,6 +489,14 @@ impl Cluster {
         }
     }
 
+    /// The hosts' process ids.
+    fn pids(&self) -> Vec<u32> {
+        self.hosts
+            .iter()
+            .map(|h| h.child.as_ref().expect("running").id())
+            .collect()
+    }
+
     /// `here` of `app` on every host (`None`: no answer).
     async fn here(&self, app: &str) -> Vec<Option<u64>> {
         let path = format!("/v1/apps/{app}/status?tenant={TENANT}");
@@ -626,8 +659,12 @@ async fn scale_rounds(cluster: &Cluster, rounds: usize) -> ScaleFigures {
 // 2. Committed writes.
 
 struct WriteFigures {
+    cpu: CpuUse,
+    /// Writes acknowledged.
+    writes: u64,
     writes_per_second: f64,
     p50: Duration,
+    max: Duration,
     errors: u64,
 }
 
@@ -639,6 +676,8 @@ async fn write_load(
     label: &str,
 ) -> WriteFigures {
     let addr = cluster.hosts[at].admin;
+    let pids = cluster.pids();
+    let cpu = CpuSample::take(&pids);
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..writers)
@@ -687,13 +726,17 @@ async fn write_load(
         errors += failed;
     }
     let elapsed = started.elapsed();
+    let cpu = cpu.since(&pids);
     latencies.sort();
     WriteFigures {
+        cpu,
+        writes: latencies.len() as u64,
         writes_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50: latencies
             .get(latencies.len() / 2)
             .copied()
             .unwrap_or_default(),
+        max: latencies.last().copied().unwrap_or_default(),
         errors,
     }
 }
@@ -809,6 +852,127 @@ fn fmt_wrk(w: &Wrk) -> String {
     )
 }
 
+/// CPU time of the hosts (`/proc/PID/stat`, clock ticks) and of the
+/// machine (`/proc/stat`) at one moment.
+struct CpuSample {
+    at: Instant,
+    hosts: Vec<u64>,
+    /// Bytes each host caused to be written to storage (`/proc/PID/io`).
+    written: Vec<u64>,
+    busy: u64,
+    total: u64,
+}
+
+/// Clock ticks per second of `/proc` figures (`getconf CLK_TCK`; 100 on
+/// Linux x86-64).
+const CLOCK_TICKS: f64 = 100.0;
+
+impl CpuSample {
+    fn take(pids: &[u32]) -> CpuSample {
+        let hosts = pids
+            .iter()
+            .map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                // Fields after the command name: state is field 3, utime 14, stime 15.
+                let fields: Vec<u64> = stat
+                    .rsplit_once(')')
+                    .map(|(_, rest)| rest)
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(|f| f.parse().unwrap_or(0))
+                    .collect();
+                fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)
+            })
+            .collect();
+        let written = pids
+            .iter()
+            .map(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/io"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|line| line.strip_prefix("write_bytes:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            })
+            .collect();
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is in user).
+        let total: u64 = cpu.iter().take(8).sum();
+        let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+        CpuSample {
+            at: Instant::now(),
+            hosts,
+            written,
+            busy: total - idle,
+            total,
+        }
+    }
+
+    /// Cores used by each host and the machine's busy share since `self`.
+    fn since(&self, pids: &[u32]) -> CpuUse {
+        let now = CpuSample::take(pids);
+        let seconds = self.at.elapsed().as_secs_f64();
+        CpuUse {
+            cores: now
+                .hosts
+                .iter()
+                .zip(&self.hosts)
+                .map(|(after, before)| after.saturating_sub(*before) as f64 / CLOCK_TICKS / seconds)
+                .collect(),
+            written: now
+                .written
+                .iter()
+                .zip(&self.written)
+                .map(|(after, before)| after.saturating_sub(*before))
+                .collect(),
+            busy: now.busy.saturating_sub(self.busy) as f64
+                / now.total.saturating_sub(self.total).max(1) as f64,
+        }
+    }
+}
+
+/// CPU used over a wrk run.
+#[derive(Clone, Debug, Default)]
+struct CpuUse {
+    /// Cores used by each host.
+    cores: Vec<f64>,
+    /// Bytes each host wrote to storage.
+    written: Vec<u64>,
+    /// The machine's busy share (every process, wrk included).
+    busy: f64,
+}
+
+impl CpuUse {
+    /// CPU time of the three hosts per request, in microseconds.
+    fn per_request_us(&self, wrk: &Wrk) -> f64 {
+        self.cores.iter().sum::<f64>() * 1e6 / wrk.requests_per_second
+    }
+}
+
+impl std::fmt::Display for CpuUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cores: Vec<String> = NAMES
+            .iter()
+            .zip(&self.cores)
+            .map(|(name, cores)| format!("{name} {cores:.2}"))
+            .collect();
+        write!(
+            f,
+            "cores used: {}; machine busy {:.0}%",
+            cores.join(", "),
+            self.busy * 100.0
+        )
+    }
+}
+
 /// Places `web` as `spread` says and waits until every host's `here` is
 /// `expected` and every gateway serves it.
 async fn place_web(cluster: &Cluster, spread: Value, expected: [u64; 3]) {
@@ -823,6 +987,10 @@ struct WrkFigures {
     local: Vec<Wrk>,
     forwarded: Vec<Wrk>,
     spread: Vec<Wrk>,
+    /// The hosts' CPU time per request (µs), per round.
+    local_us: Vec<f64>,
+    forwarded_us: Vec<f64>,
+    spread_us: Vec<f64>,
 }
 
 async fn wrk_rounds(
@@ -836,6 +1004,9 @@ async fn wrk_rounds(
         local: Vec::new(),
         forwarded: Vec::new(),
         spread: Vec::new(),
+        local_us: Vec::new(),
+        forwarded_us: Vec::new(),
+        spread_us: Vec::new(),
     };
     let gateways: Vec<SocketAddr> = cluster.hosts.iter().map(|h| h.gateway).collect();
     // Connections of the three wrk processes of (c): 32 → 11, 11, 10.
@@ -847,34 +1018,47 @@ async fn wrk_rounds(
             )
         })
         .collect();
+    let pids = cluster.pids();
+    // wrk's report and the CPU the hosts and the machine used meanwhile.
     let run = |loads: Vec<(SocketAddr, usize)>, threads: usize| {
         tokio::task::block_in_place(|| {
             if warmup > 0 {
                 wrk_at_once(&loads, threads, warmup);
             }
-            wrk_at_once(&loads, threads, seconds)
+            let before = CpuSample::take(&pids);
+            let reports = wrk_at_once(&loads, threads, seconds);
+            (reports, before.since(&pids))
         })
     };
     let pinned = json!([{ "requirements": { "name": "alpha" }, "weight": 1 }]);
     for round in 0..rounds {
         place_web(cluster, pinned.clone(), [WEB_INSTANCES, 0, 0]).await;
-        let local = sum_of(&run(vec![(gateways[0], connections)], 2));
-        let forwarded = sum_of(&run(vec![(gateways[1], connections)], 2));
+        let (local, local_cpu) = run(vec![(gateways[0], connections)], 2);
+        let (forwarded, forwarded_cpu) = run(vec![(gateways[1], connections)], 2);
         place_web(cluster, json!([]), [WEB_INSTANCES / 3; 3]).await;
-        let spread = sum_of(&run(split.clone(), 1));
+        let (spread, spread_cpu) = run(split.clone(), 1);
+        let (local, forwarded, spread) = (sum_of(&local), sum_of(&forwarded), sum_of(&spread));
         println!("  round {}:", round + 1);
-        println!(
-            "    (a) pinned to alpha, load on alpha: {}",
-            fmt_wrk(&local)
-        );
-        println!(
-            "    (b) pinned to alpha, load on beta:  {}",
-            fmt_wrk(&forwarded)
-        );
-        println!(
-            "    (c) spread, load on all three:      {}",
-            fmt_wrk(&spread)
-        );
+        for (label, wrk, cpu) in [
+            ("(a) pinned to alpha, load on alpha:", &local, &local_cpu),
+            (
+                "(b) pinned to alpha, load on beta: ",
+                &forwarded,
+                &forwarded_cpu,
+            ),
+            ("(c) spread, load on all three:     ", &spread, &spread_cpu),
+        ] {
+            println!(
+                "    {label} {}; {cpu}; hosts' CPU per request {:.1} µs",
+                fmt_wrk(wrk),
+                cpu.per_request_us(wrk)
+            );
+        }
+        figures.local_us.push(local_cpu.per_request_us(&local));
+        figures
+            .forwarded_us
+            .push(forwarded_cpu.per_request_us(&forwarded));
+        figures.spread_us.push(spread_cpu.per_request_us(&spread));
         figures.local.push(local);
         figures.forwarded.push(forwarded);
         figures.spread.push(spread);
@@ -962,11 +1146,16 @@ async fn failover_round(cluster: &mut Cluster, round: usize) -> FailoverRound {
         {
             break;
         }
-        assert!(
-            restarted.elapsed() < SETTLE,
-            "{killed_name} not back within {SETTLE:?}: {members:?}; stderr: {}",
-            cluster.hosts[leader_at].stderr_tail()
-        );
+        if restarted.elapsed() >= SETTLE {
+            let mut views = Vec::new();
+            for at in 0..3 {
+                let view = cluster.get(at, "/v1/nodes").await;
+                views.push(format!("{}: {view:?}", cluster.hosts[at].name));
+            }
+            panic!(
+                "{killed_name} not back within {SETTLE:?}: {members:?}; /v1/nodes of each host: {views:#?}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let back = restarted.elapsed();
@@ -980,6 +1169,10 @@ async fn failover_round(cluster: &mut Cluster, round: usize) -> FailoverRound {
 }
 
 fn main() {
+    let sections: Vec<u32> = env_or("BENCH_SECTIONS", "1,2,3,4")
+        .split(',')
+        .map(|n| n.trim().parse().expect("BENCH_SECTIONS: numbers 1-4"))
+        .collect();
     let scale_rounds_n = env_count("BENCH_SCALE_ROUNDS", 10).max(1);
     let write_duration = env_duration("BENCH_WRITE_DURATION", "3s");
     let writer_counts: Vec<usize> = env_or("BENCH_WRITERS", "1,16,64")
@@ -996,6 +1189,7 @@ fn main() {
     let started = Instant::now();
     let mut cluster = Cluster::start();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut summary: Vec<String> = Vec::new();
     runtime.block_on(async {
         let leader = cluster.wait_stable().await;
         println!(
@@ -1003,153 +1197,199 @@ fn main() {
             started.elapsed().as_secs_f64(),
             cluster.hosts[leader].name
         );
-        cluster
-            .api_ok(0, "POST", "/v1/tenants", json!({ "name": TENANT }).to_string())
-            .await;
-        let package = std::fs::read(cloudware_test_artifacts::HELLO).expect("hello component");
-        let pushed = cluster
-            .api_ok(0, "POST", &format!("/v1/packages?tenant={TENANT}"), package)
-            .await;
-        let digest = pushed["digest"].as_str().expect("digest").to_string();
-        for app in ["scaler", "web"] {
-            let body = json!({ "package": digest, "routes": [format!("{app}.bench.test/")] });
-            cluster
-                .api_ok(
-                    0,
-                    "POST",
-                    &format!("/v1/apps/{app}/deployments?tenant={TENANT}"),
-                    body.to_string(),
-                )
-                .await;
-            cluster.wait_served(app).await;
-        }
+        deploy_apps(&cluster).await;
 
-        println!("1. scale 1 → 3 instances until every host runs one ({scale_rounds_n} rounds)");
-        let scale = scale_rounds(&cluster, scale_rounds_n).await;
-
-        println!("2. committed writes (POST /v1/tenants), {write_duration:?} per figure");
-        let leader = cluster.wait_stable().await;
-        let follower = (leader + 1) % 3;
-        write_load(&cluster, leader, 16, Duration::from_secs(1), "warm").await;
-        let mut writes = Vec::new();
-        for (i, writers) in writer_counts.iter().enumerate() {
-            let to_leader =
-                write_load(&cluster, leader, *writers, write_duration, &format!("l{i}")).await;
-            let to_follower =
-                write_load(&cluster, follower, *writers, write_duration, &format!("f{i}")).await;
+        if sections.contains(&1) {
             println!(
-                "  {writers:>3} writers: to the leader ({}) {:.0} writes/s (p50 {:.2} ms, errors {}); to a follower ({}) {:.0} writes/s (p50 {:.2} ms, errors {})",
-                cluster.hosts[leader].name,
-                to_leader.writes_per_second,
-                ms(to_leader.p50),
-                to_leader.errors,
-                cluster.hosts[follower].name,
-                to_follower.writes_per_second,
-                ms(to_follower.p50),
-                to_follower.errors
+                "1. scale 1 → 3 instances until every host runs one ({scale_rounds_n} rounds)"
             );
-            writes.push((*writers, to_leader, to_follower));
+            let scale = scale_rounds(&cluster, scale_rounds_n).await;
+            summary.push(format!(
+                "| scale 1 → 3, until `here ≥ 1` on all three hosts ({} rounds) | {} |",
+                scale.up.len(),
+                spread_ms(&scale.up)
+            ));
+            summary.push(format!(
+                "| … of which the `PUT …/scale` call | {} |",
+                spread_ms(&scale.up_acknowledged)
+            ));
+            summary.push(format!(
+                "| scale 3 → 1, until only one host runs it | {} |",
+                spread_ms(&scale.down)
+            ));
         }
 
-        println!(
-            "3. wrk on the hello route, {connections} connections, {wrk_seconds} s ({warmup_seconds} s warm-up), {wrk_rounds_n} rounds"
-        );
-        let wrk = wrk_rounds(
-            &cluster,
-            wrk_rounds_n,
-            connections,
-            wrk_seconds,
-            warmup_seconds,
+        if sections.contains(&2) {
+            println!("2. committed writes (POST /v1/tenants), {write_duration:?} per figure");
+            let leader = cluster.wait_stable().await;
+            let follower = (leader + 1) % 3;
+            write_load(&cluster, leader, 16, Duration::from_secs(1), "warm").await;
+            for (i, writers) in writer_counts.iter().enumerate() {
+                let to_leader =
+                    write_load(&cluster, leader, *writers, write_duration, &format!("l{i}")).await;
+                let to_follower =
+                    write_load(&cluster, follower, *writers, write_duration, &format!("f{i}"))
+                        .await;
+                println!(
+                    "  {writers:>3} writers: to the leader ({}) {:.0} writes/s (p50 {:.2} ms, max {:.1} ms, errors {}); to a follower ({}) {:.0} writes/s (p50 {:.2} ms, max {:.1} ms, errors {})",
+                    cluster.hosts[leader].name,
+                    to_leader.writes_per_second,
+                    ms(to_leader.p50),
+                    ms(to_leader.max),
+                    to_leader.errors,
+                    cluster.hosts[follower].name,
+                    to_follower.writes_per_second,
+                    ms(to_follower.p50),
+                    ms(to_follower.max),
+                    to_follower.errors
+                );
+                for (whom, figures) in [("the leader", &to_leader), ("a follower", &to_follower)] {
+                    let written: u64 = figures.cpu.written.iter().sum();
+                    println!(
+                        "      to {whom}: {}; the three hosts wrote {:.0} MiB to storage ({:.1} KiB per committed write)",
+                        figures.cpu,
+                        written as f64 / 1048576.0,
+                        written as f64 / 1024.0 / figures.writes.max(1) as f64
+                    );
+                }
+                summary.push(format!(
+                    "| committed writes/s, {writers} writer(s): to the leader / to a follower | {:.0} / {:.0} (p50 {:.2} / {:.2} ms; errors {} / {}) |",
+                    to_leader.writes_per_second,
+                    to_follower.writes_per_second,
+                    ms(to_leader.p50),
+                    ms(to_follower.p50),
+                    to_leader.errors,
+                    to_follower.errors
+                ));
+            }
+        }
+
+        if sections.contains(&3) {
+            println!(
+                "3. wrk on the hello route, {connections} connections, {wrk_seconds} s ({warmup_seconds} s warm-up), {wrk_rounds_n} rounds"
+            );
+            let wrk = wrk_rounds(
+                &cluster,
+                wrk_rounds_n,
+                connections,
+                wrk_seconds,
+                warmup_seconds,
+            )
+            .await;
+            let (a, b, c) = (
+                median_wrk(&wrk.local),
+                median_wrk(&wrk.forwarded),
+                median_wrk(&wrk.spread),
+            );
+            summary.push(format!(
+                "| (a) pinned to alpha, wrk on alpha (local) | {} |",
+                fmt_wrk(&a)
+            ));
+            summary.push(format!(
+                "| (b) pinned to alpha, wrk on beta (forwarded) | {} |",
+                fmt_wrk(&b)
+            ));
+            summary.push(format!(
+                "| (c) spread over three, wrk on all three gateways | {} |",
+                fmt_wrk(&c)
+            ));
+            summary.push(format!(
+                "| ratios b/a, c/a (requests/s) | {:.2}x, {:.2}x |",
+                b.requests_per_second / a.requests_per_second,
+                c.requests_per_second / a.requests_per_second
+            ));
+            summary.push(format!(
+                "| the three hosts' CPU per request: a / b / c | {:.1} / {:.1} / {:.1} µs |",
+                median_f64(&wrk.local_us),
+                median_f64(&wrk.forwarded_us),
+                median_f64(&wrk.spread_us)
+            ));
+        }
+
+        if sections.contains(&4) {
+            println!("4. failover ({failover_rounds} rounds)");
+            let mut failovers = Vec::new();
+            for round in 1..=failover_rounds {
+                let figures = failover_round(&mut cluster, round).await;
+                println!(
+                    "  round {round}: killed {} (leader); write acknowledged {:.0} ms after the kill ({} attempt(s)); new leader seen after {}; restarted host back after {:.0} ms",
+                    figures.killed,
+                    ms(figures.acknowledged),
+                    figures.attempts,
+                    figures
+                        .new_leader_seen
+                        .map(|d| format!("{:.0} ms", ms(d)))
+                        .unwrap_or_else(|| "—".into()),
+                    ms(figures.back)
+                );
+                failovers.push(figures);
+            }
+            let acknowledged: Vec<Duration> = failovers.iter().map(|f| f.acknowledged).collect();
+            let seen: Vec<Duration> = failovers.iter().filter_map(|f| f.new_leader_seen).collect();
+            let back: Vec<Duration> = failovers.iter().map(|f| f.back).collect();
+            summary.push(format!(
+                "| failover: kill -9 of the leader → a write acknowledged by a survivor ({} rounds) | {} |",
+                acknowledged.len(),
+                spread_ms(&acknowledged)
+            ));
+            if !seen.is_empty() {
+                summary.push(format!(
+                    "| failover: kill -9 → the survivor names a new leader | {} |",
+                    spread_ms(&seen)
+                ));
+            }
+            summary.push(format!(
+                "| restart of the killed host → back (3 members, linearizable read, latest write) | {} |",
+                spread_ms(&back)
+            ));
+        }
+    });
+
+    println!();
+    println!("Summary (medians; min–max in brackets)");
+    println!("| figure | result |");
+    println!("|---|---:|");
+    for row in &summary {
+        println!("{row}");
+    }
+    let warnings: Vec<String> = cluster
+        .hosts
+        .iter()
+        .map(|h| format!("{} {}", h.name, h.warnings()))
+        .collect();
+    println!(
+        "(WARN/ERROR lines in the hosts' stderr: {}; total run {:.0} s)",
+        warnings.join(", "),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The `bench` tenant, the hello package, and the apps `scaler` and `web`
+/// (routes `APP.bench.test/`), served by every gateway.
+async fn deploy_apps(cluster: &Cluster) {
+    cluster
+        .api_ok(
+            0,
+            "POST",
+            "/v1/tenants",
+            json!({ "name": TENANT }).to_string(),
         )
         .await;
-
-        println!("4. failover ({failover_rounds} rounds)");
-        let mut failovers = Vec::new();
-        for round in 1..=failover_rounds {
-            let figures = failover_round(&mut cluster, round).await;
-            println!(
-                "  round {round}: killed {} (leader); write acknowledged {:.0} ms after the kill ({} attempt(s)); new leader seen after {}; restarted host back after {:.0} ms",
-                figures.killed,
-                ms(figures.acknowledged),
-                figures.attempts,
-                figures
-                    .new_leader_seen
-                    .map(|d| format!("{:.0} ms", ms(d)))
-                    .unwrap_or_else(|| "—".into()),
-                ms(figures.back)
-            );
-            failovers.push(figures);
-        }
-
-        // Summary.
-        println!();
-        println!("Summary (medians; min–max in brackets)");
-        println!("| figure | result |");
-        println!("|---|---:|");
-        println!(
-            "| scale 1 → 3, until `here ≥ 1` on all three hosts ({} rounds) | {} |",
-            scale.up.len(),
-            spread_ms(&scale.up)
-        );
-        println!(
-            "| … of which the `PUT …/scale` call | {} |",
-            spread_ms(&scale.up_acknowledged)
-        );
-        println!(
-            "| scale 3 → 1, until only one host runs it | {} |",
-            spread_ms(&scale.down)
-        );
-        for (writers, to_leader, to_follower) in &writes {
-            println!(
-                "| committed writes/s, {writers} writer(s): to the leader / to a follower | {:.0} / {:.0} (p50 {:.2} / {:.2} ms; errors {} / {}) |",
-                to_leader.writes_per_second,
-                to_follower.writes_per_second,
-                ms(to_leader.p50),
-                ms(to_follower.p50),
-                to_leader.errors,
-                to_follower.errors
-            );
-        }
-        let (a, b, c) = (
-            median_wrk(&wrk.local),
-            median_wrk(&wrk.forwarded),
-            median_wrk(&wrk.spread),
-        );
-        println!("| (a) pinned to alpha, wrk on alpha (local) | {} |", fmt_wrk(&a));
-        println!("| (b) pinned to alpha, wrk on beta (forwarded) | {} |", fmt_wrk(&b));
-        println!("| (c) spread over three, wrk on all three gateways | {} |", fmt_wrk(&c));
-        println!(
-            "| ratios b/a, c/a (requests/s) | {:.2}x, {:.2}x |",
-            b.requests_per_second / a.requests_per_second,
-            c.requests_per_second / a.requests_per_second
-        );
-        let acknowledged: Vec<Duration> = failovers.iter().map(|f| f.acknowledged).collect();
-        let seen: Vec<Duration> = failovers.iter().filter_map(|f| f.new_leader_seen).collect();
-        let back: Vec<Duration> = failovers.iter().map(|f| f.back).collect();
-        println!(
-            "| failover: kill -9 of the leader → a write acknowledged by a survivor ({} rounds) | {} |",
-            acknowledged.len(),
-            spread_ms(&acknowledged)
-        );
-        if !seen.is_empty() {
-            println!(
-                "| failover: kill -9 → the survivor names a new leader | {} |",
-                spread_ms(&seen)
-            );
-        }
-        println!(
-            "| restart of the killed host → back (3 members, linearizable read, latest write) | {} |",
-            spread_ms(&back)
-        );
-        let warnings: Vec<String> = cluster
-            .hosts
-            .iter()
-            .map(|h| format!("{} {}", h.name, h.warnings()))
-            .collect();
-        println!(
-            "(WARN/ERROR lines in the hosts' stderr: {}; total run {:.0} s)",
-            warnings.join(", "),
-            started.elapsed().as_secs_f64()
-        );
-    });
+    let package = std::fs::read(cloudware_test_artifacts::HELLO).expect("hello component");
+    let pushed = cluster
+        .api_ok(0, "POST", &format!("/v1/packages?tenant={TENANT}"), package)
+        .await;
+    let digest = pushed["digest"].as_str().expect("digest").to_string();
+    for app in ["scaler", "web"] {
+        let body = json!({ "package": digest, "routes": [format!("{app}.bench.test/")] });
+        cluster
+            .api_ok(
+                0,
+                "POST",
+                &format!("/v1/apps/{app}/deployments?tenant={TENANT}"),
+                body.to_string(),
+            )
+            .await;
+        cluster.wait_served(app).await;
+    }
 }
