@@ -21,10 +21,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use cloudware_bus::{BoxFuture, Delivery, MessageHandler, QueueId};
+use cloudware_bus::{BoxFuture, ConsumerHandle, Delivery, MessageHandler, QueueId};
 use cloudware_raft::Role;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::bus::{Inner, ReplicatedBus, now_ms};
@@ -32,30 +31,6 @@ use crate::command::{Command, QueueKey};
 
 /// Pause before retrying a failed catch-up read after becoming leader.
 const CATCH_UP_RETRY: Duration = Duration::from_millis(50);
-
-/// A running consumer. Dropping it stops dispatching; handlers already running finish and
-/// settle their messages.
-pub struct ConsumerHandle {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl ConsumerHandle {
-    /// Stops dispatching and waits until every in-flight handler has finished.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        if let Err(e) = self.task.await
-            && e.is_panic()
-        {
-            tracing::error!("a replicated bus dispatcher panicked");
-        }
-    }
-
-    /// Whether the dispatcher has exited (stopped, or its raft node stopped).
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-}
 
 impl ReplicatedBus {
     /// Starts a consumer of `queue` on this host: while this host leads the raft group, ready
@@ -84,7 +59,7 @@ impl ReplicatedBus {
             concurrency,
         };
         let task = tokio::spawn(dispatcher.run(stopped).instrument(span));
-        ConsumerHandle { stop, task }
+        ConsumerHandle::new(stop, task)
     }
 }
 

@@ -58,8 +58,8 @@ mod machine;
 mod machine_tests;
 
 pub use bus::{DEFAULT_LEADER_WAIT, DEFAULT_MAX_STORED_BYTES, ReplicatedBus, ReplicatedConfig};
+pub use cloudware_bus::ConsumerHandle;
 pub use command::{Body, Command, Outcome, QueueKey, Rejection, WirePolicy, WireSubscription};
-pub use deliver::ConsumerHandle;
 pub use error::BusError;
 pub use forward::{BusForwarder, ForwardError, LocalForwarder};
 pub use machine::BusMachine;

@@ -66,6 +66,12 @@ pub struct ConsumerHandle {
 }
 
 impl ConsumerHandle {
+    /// The handle of a dispatcher `task` that stops when `stop` turns `true`
+    /// (for dispatchers of other bus backends, e.g. the replicated bus).
+    pub fn new(stop: watch::Sender<bool>, task: JoinHandle<()>) -> Self {
+        ConsumerHandle { stop, task }
+    }
+
     /// Stops dispatching and waits until every in-flight handler has finished.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -76,7 +82,7 @@ impl ConsumerHandle {
         }
     }
 
-    /// Whether the dispatcher has exited.
+    /// Whether the dispatcher has exited (stopped, or its backend stopped).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
     }

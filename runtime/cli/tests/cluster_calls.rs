@@ -7,29 +7,10 @@
 mod common;
 
 use cloudware_test_artifacts::{ORDERS_CLIENT, ORDERS_SERVICE};
-use common::cluster::{SETTLE, cluster_of, wait_for_members};
+use common::cluster::{SETTLE, cluster_of, placed, wait_for_members};
 use common::partner::{PARTNER_KEY, add_partner, post_openapi, signed};
 use common::{Node, Reply, cli_json, cli_ok, deploy_ok, gateway_get, gateway_send, wait_until};
 use serde_json::{Value, json};
-
-/// `app`'s instances per host name, as `node` reports them.
-fn placed(node: &Node, app: &str) -> Vec<(String, u64)> {
-    let status = cli_json(node, &node.token, &["status", app, "--tenant", "acme"]);
-    status["placement"]
-        .as_array()
-        .map(|hosts| {
-            hosts
-                .iter()
-                .map(|p| {
-                    (
-                        p["name"].as_str().expect("name").to_string(),
-                        p["instances"].as_u64().expect("instances"),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Pins `app` to `host` (named `name`) with one instance, and waits until
 /// that host runs it.
@@ -51,7 +32,8 @@ fn pin(node: &Node, app: &str, host: &Node, name: &str) {
     );
     wait_until(&format!("{app} runs on {name} only"), SETTLE, || {
         let runs = cli_json(host, &host.token, &["status", app, "--tenant", "acme"]);
-        (placed(node, app) == [(name.to_string(), 1)] && runs["here"] == 1).then_some(())
+        let only_there = placed(node, "acme", app) == [(name.to_string(), 1)].into();
+        (only_there && runs["here"] == 1).then_some(())
     });
 }
 

@@ -12,7 +12,9 @@
 mod common;
 
 use cloudware_test_artifacts::{PUBSUB_PUBLISHER, PUBSUB_SUBSCRIBER, QUEUE_PRODUCER, QUEUE_WORKER};
-use common::capabilities::{DELIVERY_TIMEOUT, assert_reply, deploy_kv_reader, kv_get, kv_keys};
+use common::capabilities::{
+    DELIVERY_TIMEOUT, deploy_kv_reader, kv_get, kv_keys, publish, send_job,
+};
 use common::cluster::{SETTLE, cluster_of, wait_for_members};
 use common::{Node, cli_json, deploy_ok, gateway_send, tenant_developer, wait_until};
 use std::collections::BTreeSet;
@@ -73,31 +75,6 @@ fn bus_leader(node: &Node) -> Option<u64> {
             .then(|| host["id"].as_u64())
             .flatten()
     })
-}
-
-/// POSTs `payload` to the producer through `node`'s gateway; the message id it answers.
-fn send_job(node: &Node, payload: &str) -> u64 {
-    let reply = gateway_send(node, "POST", "jobs.test", "/", &[], payload.as_bytes());
-    assert_reply(&reply, 200, "POST a job");
-    reply
-        .text()
-        .trim()
-        .parse()
-        .unwrap_or_else(|err| panic!("not an id ({err}): {:?}", reply.text()))
-}
-
-/// Publishes an event of `kind` through `node`'s gateway; how many subscriptions it reached.
-fn publish(node: &Node, kind: &str) -> String {
-    let reply = gateway_send(
-        node,
-        "POST",
-        "events.test",
-        &format!("/?kind={kind}"),
-        &[],
-        b"{}",
-    );
-    assert_reply(&reply, 200, "publish");
-    reply.text().trim().to_owned()
 }
 
 #[test]

@@ -9,7 +9,9 @@
 mod common;
 
 use cloudware_test_artifacts::{PUBSUB_PUBLISHER, PUBSUB_SUBSCRIBER, QUEUE_PRODUCER, QUEUE_WORKER};
-use common::capabilities::{DELIVERY_TIMEOUT, assert_reply, deploy_kv_reader, kv_get, kv_keys};
+use common::capabilities::{
+    DELIVERY_TIMEOUT, assert_reply, deploy_kv_reader, kv_get, kv_keys, publish, send_job,
+};
 use common::{
     Node, admin_request, cli_json, cli_ok, deploy_ok, gateway_send, tenant_developer, wait_until,
 };
@@ -46,17 +48,6 @@ fn deploy_producer_and_worker(node: &Node, dev: &str, grants: &str) {
         QUEUE_WORKER,
         &["--capabilities", grants],
     );
-}
-
-/// POSTs `payload` to the producer and returns the message id it answers.
-fn send_job(node: &Node, payload: &str) -> u64 {
-    let reply = gateway_send(node, "POST", "jobs.test", "/", &[], payload.as_bytes());
-    assert_reply(&reply, 200, "POST a job");
-    reply
-        .text()
-        .trim()
-        .parse()
-        .unwrap_or_else(|err| panic!("not an id ({err}): {:?}", reply.text()))
 }
 
 /// Waits until every id of `ids` is a key of bucket `jobs-done`, then
@@ -290,23 +281,11 @@ fn each_topic_subscription_gets_the_events_its_filter_matches() {
     );
 
     // Each publish says how many subscriptions it reached.
-    let publish = |kind: &str| {
-        let reply = gateway_send(
-            &node,
-            "POST",
-            "events.test",
-            &format!("/?kind={kind}"),
-            &[],
-            b"{}",
-        );
-        assert_reply(&reply, 200, "publish");
-        reply.text().trim().to_owned()
-    };
     for _ in 0..3 {
-        assert_eq!(publish("a"), "2");
+        assert_eq!(publish(&node, "a"), "2");
     }
     for _ in 0..2 {
-        assert_eq!(publish("b"), "1");
+        assert_eq!(publish(&node, "b"), "1");
     }
 
     let count = |bucket: &str, key: &str| {

@@ -6,7 +6,7 @@
 mod common;
 
 use cloudware_test_artifacts::HELLO;
-use common::cluster::{SETTLE, cluster_of, roles, wait_for_members};
+use common::cluster::{SETTLE, cluster_of, placed, roles, wait_for_members};
 use common::{Node, cli, cli_json, cli_ok, gateway_get, push_and_deploy, wait_until};
 use std::collections::BTreeMap;
 
@@ -14,21 +14,7 @@ const HELLO_TEXT: &str = "Hello from Cloudware!\n";
 
 /// `web`'s instances per host name, as `node` reports them.
 fn placement(node: &Node) -> BTreeMap<String, u64> {
-    let status = cli_json(node, &node.token, &["status", "web", "--tenant", "acme"]);
-    status["placement"]
-        .as_array()
-        .map(|hosts| {
-            hosts
-                .iter()
-                .map(|p| {
-                    (
-                        p["name"].as_str().expect("name").to_string(),
-                        p["instances"].as_u64().expect("instances"),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    placed(node, "acme", "web")
 }
 
 /// Waits until `node` reports `web` placed as `expected`.

@@ -115,44 +115,39 @@ pub fn plan_cluster(state: &State, up: &dyn Fn(u64) -> bool) -> Vec<Command> {
     if state.hosts().next().is_none() {
         return Vec::new();
     }
-    // Placements as planned so far, so later apps see earlier apps' moves.
-    let mut placed: BTreeMap<(String, String), BTreeMap<u64, u32>> = state
-        .apps()
-        .map(|app| {
-            (
-                (app.tenant.clone(), app.name.clone()),
-                app.placement.clone(),
-            )
-        })
-        .collect();
+    // Instances per host over every app, as planned so far, and the apps
+    // this pass moves: later apps see earlier apps' moves.
+    let mut load: BTreeMap<u64, u32> = BTreeMap::new();
+    for app in state.apps() {
+        for (host, n) in &app.placement {
+            *load.entry(*host).or_default() += n;
+        }
+    }
+    let mut moved: BTreeMap<(&str, &str), BTreeMap<u64, u32>> = BTreeMap::new();
     let mut commands = Vec::new();
     for app in state.apps() {
         if app.history.is_empty() {
             continue;
         }
-        let key = (app.tenant.clone(), app.name.clone());
-        let imports = imported_apps(app);
+        let mut imports = imported_apps(app);
+        imports.sort();
+        imports.dedup();
+        let runs_on = |name: &str, host: u64| {
+            moved
+                .get(&(app.tenant.as_str(), name))
+                .or_else(|| state.app(&app.tenant, name).map(|a| &a.placement))
+                .is_some_and(|placement| placement.contains_key(&host))
+        };
         let candidates: Vec<Candidate<'_>> = hosts
             .iter()
             .map(|host| {
-                let mut load = 0;
-                let mut affinity = 0;
-                for ((tenant, name), placement) in &placed {
-                    let Some(n) = placement.get(&host.id) else {
-                        continue;
-                    };
-                    if (tenant, name) != (&key.0, &key.1) {
-                        load += n;
-                    }
-                    if *tenant == app.tenant && imports.contains(name) {
-                        affinity += 1;
-                    }
-                }
+                let own = app.placement.get(&host.id).copied().unwrap_or(0);
+                let affinity = imports.iter().filter(|name| runs_on(name, host.id)).count();
                 Candidate {
                     id: host.id,
                     labels: &host.labels,
-                    load,
-                    affinity,
+                    load: load.get(&host.id).copied().unwrap_or(0).saturating_sub(own),
+                    affinity: u32::try_from(affinity).unwrap_or(u32::MAX),
                 }
             })
             .collect();
@@ -163,12 +158,20 @@ pub fn plan_cluster(state: &State, up: &dyn Fn(u64) -> bool) -> Vec<Command> {
             &app.placement,
         );
         if next != app.placement {
+            for (host, n) in &app.placement {
+                if let Some(total) = load.get_mut(host) {
+                    *total = total.saturating_sub(*n);
+                }
+            }
+            for (host, n) in &next {
+                *load.entry(*host).or_default() += n;
+            }
             commands.push(Command::Place {
                 tenant: app.tenant.clone(),
                 app: app.name.clone(),
                 hosts: next.clone(),
             });
-            placed.insert(key, next);
+            moved.insert((app.tenant.as_str(), app.name.as_str()), next);
         }
     }
     commands

@@ -183,10 +183,14 @@ async fn wait_converged(members: &BTreeMap<u64, Member>, commands: &[String]) ->
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_members_elect_replicate_fail_over_and_catch_up() {
-    init_tracing();
-    let dirs: BTreeMap<u64, _> = IDS
+/// A data directory and a bound peer listener for each of [`IDS`], and the
+/// listeners' addresses.
+async fn bind_members() -> (
+    BTreeMap<u64, tempfile::TempDir>,
+    BTreeMap<u64, TcpListener>,
+    BTreeMap<u64, std::net::SocketAddr>,
+) {
+    let dirs = IDS
         .iter()
         .map(|&id| (id, tempfile::tempdir().unwrap()))
         .collect();
@@ -197,6 +201,13 @@ async fn three_members_elect_replicate_fail_over_and_catch_up() {
         addrs.insert(id, listener.local_addr().unwrap());
         listeners.insert(id, listener);
     }
+    (dirs, listeners, addrs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_elect_replicate_fail_over_and_catch_up() {
+    init_tracing();
+    let (dirs, listeners, mut addrs) = bind_members().await;
     let mut members = BTreeMap::new();
     for (id, listener) in listeners {
         members.insert(id, start(id, dirs[&id].path(), listener, &addrs).await);
@@ -305,17 +316,7 @@ async fn three_members_elect_replicate_fail_over_and_catch_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_of_one_grows_by_conf_changes_then_loses_and_removes_its_founder() {
     init_tracing();
-    let dirs: BTreeMap<u64, _> = IDS
-        .iter()
-        .map(|&id| (id, tempfile::tempdir().unwrap()))
-        .collect();
-    let mut listeners = BTreeMap::new();
-    let mut addrs = BTreeMap::new();
-    for id in IDS {
-        let listener = listener().await;
-        addrs.insert(id, listener.local_addr().unwrap());
-        listeners.insert(id, listener);
-    }
+    let (dirs, mut listeners, addrs) = bind_members().await;
     let mut members = BTreeMap::new();
     let founder = start_as(
         1,

@@ -197,6 +197,20 @@ mod tests {
         }
     }
 
+    fn candidate<'a>(
+        id: u64,
+        labels: &'a BTreeMap<String, String>,
+        load: u32,
+        affinity: u32,
+    ) -> Candidate<'a> {
+        Candidate {
+            id,
+            labels,
+            load,
+            affinity,
+        }
+    }
+
     fn placement(pairs: &[(u64, u32)]) -> BTreeMap<u64, u32> {
         pairs.iter().copied().collect()
     }
@@ -223,24 +237,9 @@ mod tests {
     fn weights_split_instances_between_labelled_hosts() {
         let (a, b) = (labels(&[("zone", "a")]), labels(&[("zone", "b")]));
         let hosts = [
-            Candidate {
-                id: 1,
-                labels: &a,
-                load: 0,
-                affinity: 0,
-            },
-            Candidate {
-                id: 2,
-                labels: &b,
-                load: 0,
-                affinity: 0,
-            },
-            Candidate {
-                id: 3,
-                labels: &b,
-                load: 0,
-                affinity: 0,
-            },
+            candidate(1, &a, 0, 0),
+            candidate(2, &b, 0, 0),
+            candidate(3, &b, 0, 0),
         ];
         let rules = [rule(&[("zone", "a")], 3), rule(&[("zone", "b")], 1)];
         assert_eq!(
@@ -259,24 +258,9 @@ mod tests {
     fn single_instances_go_to_the_least_loaded_host_and_stay() {
         let none = BTreeMap::new();
         let hosts = [
-            Candidate {
-                id: 1,
-                labels: &none,
-                load: 4,
-                affinity: 0,
-            },
-            Candidate {
-                id: 2,
-                labels: &none,
-                load: 1,
-                affinity: 0,
-            },
-            Candidate {
-                id: 3,
-                labels: &none,
-                load: 2,
-                affinity: 0,
-            },
+            candidate(1, &none, 4, 0),
+            candidate(2, &none, 1, 0),
+            candidate(3, &none, 2, 0),
         ];
         assert_eq!(plan(1, &[], &hosts, &BTreeMap::new()), placement(&[(2, 1)]));
         // Already on host 3: stays there although host 2 is less loaded.
@@ -289,20 +273,7 @@ mod tests {
     #[test]
     fn callers_go_where_their_services_run() {
         let none = BTreeMap::new();
-        let hosts = [
-            Candidate {
-                id: 1,
-                labels: &none,
-                load: 0,
-                affinity: 0,
-            },
-            Candidate {
-                id: 2,
-                labels: &none,
-                load: 5,
-                affinity: 1,
-            },
-        ];
+        let hosts = [candidate(1, &none, 0, 0), candidate(2, &none, 5, 1)];
         assert_eq!(
             plan(1, &[], &hosts, &placement(&[(1, 1)])),
             placement(&[(2, 1)])

@@ -82,22 +82,7 @@ pub trait MessageBus: Send + Sync + 'static {
 }
 
 /// A running consumer of either bus; dropping it stops dispatching.
-pub enum Consumer {
-    /// On the local bus.
-    Local(cloudware_bus::ConsumerHandle),
-    /// On the replicated bus (delivers only while this host leads).
-    Replicated(cloudware_bus_replicated::ConsumerHandle),
-}
-
-impl Consumer {
-    /// Whether the dispatcher has exited.
-    pub fn is_finished(&self) -> bool {
-        match self {
-            Consumer::Local(handle) => handle.is_finished(),
-            Consumer::Replicated(handle) => handle.is_finished(),
-        }
-    }
-}
+pub type Consumer = cloudware_bus::ConsumerHandle;
 
 impl MessageBus for Bus {
     fn send<'a>(
@@ -123,7 +108,7 @@ impl MessageBus for Bus {
         handler: Arc<dyn MessageHandler>,
         concurrency: usize,
     ) -> Consumer {
-        Consumer::Local(Bus::consume(self, queue, handler, concurrency))
+        Bus::consume(self, queue, handler, concurrency)
     }
 
     fn set_policy(&self, queue: &QueueId, policy: QueuePolicy) {
@@ -255,7 +240,7 @@ impl MessageBus for Replicated {
         handler: Arc<dyn MessageHandler>,
         concurrency: usize,
     ) -> Consumer {
-        Consumer::Replicated(self.bus.consume(queue, handler, concurrency))
+        self.bus.consume(queue, handler, concurrency)
     }
 
     fn set_policy(&self, queue: &QueueId, policy: QueuePolicy) {

@@ -2,7 +2,7 @@
 //! the `kv-guest` reader that reads key-value buckets back, refused deploys
 //! and reply checks.
 
-use super::{Node, Reply, cli, deploy_ok, gateway_get};
+use super::{Node, Reply, cli, deploy_ok, gateway_get, gateway_send};
 use cloudware_test_artifacts::KV_GUEST;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -71,4 +71,31 @@ pub fn assert_refused(
 
 pub fn assert_reply(reply: &Reply, status: u16, what: &str) {
     assert_eq!(reply.status, status, "{what}: {}", reply.text());
+}
+
+/// POSTs `payload` to the queue producer (`jobs.test/`) through `node`'s
+/// gateway; the message id it answers.
+pub fn send_job(node: &Node, payload: &str) -> u64 {
+    let reply = gateway_send(node, "POST", "jobs.test", "/", &[], payload.as_bytes());
+    assert_reply(&reply, 200, "POST a job");
+    reply
+        .text()
+        .trim()
+        .parse()
+        .unwrap_or_else(|err| panic!("not an id ({err}): {:?}", reply.text()))
+}
+
+/// Publishes an event of `kind` through the publisher (`events.test/`) on
+/// `node`'s gateway; how many subscriptions it reached.
+pub fn publish(node: &Node, kind: &str) -> String {
+    let reply = gateway_send(
+        node,
+        "POST",
+        "events.test",
+        &format!("/?kind={kind}"),
+        &[],
+        b"{}",
+    );
+    assert_reply(&reply, 200, "publish");
+    reply.text().trim().to_owned()
 }

@@ -88,3 +88,22 @@ pub fn wait_for_members(node: &Node, count: usize) -> Vec<(u64, String, String)>
         (roles.len() == count && leaders == 1 && voters == count - 1).then_some(roles)
     })
 }
+
+/// `tenant`'s `app`: its instances per host name, as `node` reports them.
+pub fn placed(node: &Node, tenant: &str, app: &str) -> std::collections::BTreeMap<String, u64> {
+    let status = cli_json(node, &node.token, &["status", app, "--tenant", tenant]);
+    status["placement"]
+        .as_array()
+        .map(|hosts| {
+            hosts
+                .iter()
+                .map(|p| {
+                    (
+                        p["name"].as_str().expect("name").to_string(),
+                        p["instances"].as_u64().expect("instances"),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
