@@ -468,6 +468,9 @@ async fn another_host_serves_when_one_is_down_or_lacks_the_app() {
     // Host 2 is down (its connections refused) but not yet known to be: host 3 serves.
     cluster.hosts[2].router.set(Serve::Hello);
     cluster.host(2).stop().await;
+    // Let the pooled connection to host 2 see its peer go (EOF): a POST already
+    // sent on a connection whose peer vanishes is, by design, not sent again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(cluster.host(1).health().is_up(2));
     let before = cluster.hosts[2].router.routed();
     for i in 0..4 {
