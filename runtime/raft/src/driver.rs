@@ -13,6 +13,8 @@
 //!    committed entries; `advance_apply`;
 //! 6. publish the applied index, resolve waiting reads, snapshot + compact when due.
 //!
+//! The commit index recorded in step 5 is flushed on the next tick if no `Ready` flushed it.
+//!
 //! Proposals resolve only in step 4/5, i.e. after their entry was fsynced.
 //!
 //! Reads use raft's read-index protocol (`ReadOnlyOption::Safe`, raft-rs's default) on every
@@ -122,7 +124,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                     self.ticks += 1;
                     self.proposals.purge_abandoned();
                     self.reads.purge_abandoned();
-                    Ok(())
+                    self.flush_commit().await
                 }
                 Event::Request(first) => self.handle_requests(first).await,
             };
@@ -324,6 +326,17 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         }
         .instrument(span)
         .await
+    }
+
+    /// Makes a commit index recorded since the last flush durable (at most a tick after it was
+    /// applied; under load the next `Ready`'s fsync usually does it first). A host that
+    /// restarts replays up to its durable commit index, so this keeps what it replays — the
+    /// peers' addresses among it — at most a tick behind what it had applied.
+    async fn flush_commit(&mut self) -> Result<(), RaftError> {
+        if self.raw.store().commit_unflushed() {
+            self.raw.store().flush().await?;
+        }
+        Ok(())
     }
 
     /// Hands messages to the transport (only ever after the state they carry is durable).

@@ -55,7 +55,7 @@ fn crash_child() {
 
 #[test]
 fn acknowledged_entries_survive_kill_9() {
-    if std::env::var(CHILD_ENV).is_ok() {
+    if std::env::var(CHILD_ENV).is_ok() || std::env::var(IDLE_CHILD_ENV).is_ok() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -128,4 +128,70 @@ fn acknowledged_entries_survive_kill_9() {
         );
         node.shutdown().await.unwrap();
     });
+}
+
+/// Set (to the data directory) in the environment of the idle child.
+const IDLE_CHILD_ENV: &str = "CLOUDWARE_RAFT_IDLE_CHILD_DIR";
+/// How long the idle child waits after its last acknowledged write before it says `IDLE`:
+/// ten of the test config's 20 ms ticks, well inside sled's own 500 ms background flush.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// The idle child: proposes a few commands one after the other, prints each acknowledgement,
+/// then stays idle (no further `Ready` that would flush) and says `IDLE`.
+#[test]
+fn idle_child() {
+    let Ok(dir) = std::env::var(IDLE_CHILD_ENV) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let (node, _journal) = open(config(std::path::Path::new(&dir))).await;
+        for n in 0..20 {
+            let outcome = node.propose(format!("c{n}").into_bytes()).await.unwrap();
+            let index = String::from_utf8(outcome).unwrap();
+            println!("ACK {index}");
+        }
+        tokio::time::sleep(IDLE_WAIT).await;
+        println!("IDLE");
+        std::future::pending::<()>().await;
+    });
+}
+
+/// A host replays its log up to its durable commit index when it restarts, so the commit index
+/// must not stay unflushed while the node is idle: after `kill -9` of an idle node, the stored
+/// commit index covers every acknowledged write.
+#[test]
+fn the_commit_index_is_durable_soon_after_an_acknowledged_write() {
+    if std::env::var(CHILD_ENV).is_ok() || std::env::var(IDLE_CHILD_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "idle_child", "--nocapture", "--test-threads=1"])
+        .env(IDLE_CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut last_acked = 0u64;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(outcome) = line.strip_prefix("ACK ") {
+            last_acked = outcome.split_once(':').unwrap().0.parse().unwrap();
+        }
+        if line == "IDLE" {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(last_acked > 0, "the child acknowledged nothing");
+
+    let storage = cloudware_raft::SledStorage::open(dir.path()).unwrap();
+    let commit = storage.hard_state().commit;
+    assert!(
+        commit >= last_acked,
+        "the stored commit index {commit} is behind the last acknowledged write {last_acked}"
+    );
 }

@@ -1,7 +1,7 @@
 //! On-disk layout of the raft store: sled keys and the encoding of each record.
 //!
-//! Everything lives in one sled tree so that a whole `Ready` (entries, hard state, snapshot) is
-//! written with one atomic batch:
+//! The log and its metadata live in one sled tree (`raft`) so that a whole `Ready` (entries,
+//! hard state) is written with one atomic batch:
 //!
 //! | key | value |
 //! | --- | --- |
@@ -10,7 +10,14 @@
 //! | `m/conf_state` | `eraftpb::ConfState` (protobuf) |
 //! | `m/conf_index` | u64 big-endian: the log index the conf state was applied at |
 //! | `m/truncated` | u64 + u64 big-endian: index and term of the last compacted entry |
-//! | `m/snapshot` | `eraftpb::Snapshot` (protobuf, metadata + state machine data) |
+//!
+//! The latest snapshot lives in a tree of its own (`raft-snapshot`), under `snapshot`, as an
+//! `eraftpb::Snapshot` (protobuf, metadata + state machine data). Kept beside the hard state it
+//! shared a sled leaf that is rewritten on every `Ready`, so each consolidation of that leaf
+//! wrote the whole snapshot again (hundreds of KiB per committed write); on its own it is only
+//! written when a new snapshot is taken or received, in one transaction with the truncation
+//! marker. (Stores written before the split have it under `m/snapshot` in the log tree; it is
+//! moved on open.)
 //!
 //! Big-endian index keys sort numerically, so sled's ordered iteration walks the log in order.
 
@@ -26,8 +33,10 @@ pub(crate) const CONF_STATE_KEY: &[u8] = b"m/conf_state";
 pub(crate) const CONF_INDEX_KEY: &[u8] = b"m/conf_index";
 /// Key of the last compacted log position.
 pub(crate) const TRUNCATED_KEY: &[u8] = b"m/truncated";
-/// Key of the latest snapshot.
-pub(crate) const SNAPSHOT_KEY: &[u8] = b"m/snapshot";
+/// Key of the latest snapshot in the snapshot tree.
+pub(crate) const SNAPSHOT_KEY: &[u8] = b"snapshot";
+/// Where stores written before the snapshot tree existed kept the snapshot (in the log tree).
+pub(crate) const LEGACY_SNAPSHOT_KEY: &[u8] = b"m/snapshot";
 
 /// A log position: index and the term of the entry at that index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

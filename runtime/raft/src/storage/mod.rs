@@ -1,7 +1,7 @@
 //! The durable raft log: raft-rs's [`Storage`] trait implemented over sled.
 //!
-//! [`SledStorage`] keeps the log entries, the hard state (term, vote, commit), the membership
-//! ([`ConfState`]) and the latest snapshot in one sled tree (layout in `codec`). Small metadata is
+//! [`SledStorage`] keeps the log entries, the hard state (term, vote, commit) and the membership
+//! ([`ConfState`]) in one sled tree, the latest snapshot in another (layout in `codec`). Small metadata is
 //! mirrored in memory; entries are read from sled on demand. Writes come only from the driver
 //! task (which owns the storage through raft-rs's `RawNode`), one atomic sled batch per `Ready`,
 //! and are made durable by a flush (`fsync`) before anything is acknowledged.
@@ -22,18 +22,22 @@ use raft::{GetEntriesContext, RaftState, Storage};
 
 pub use self::codec::LogPosition;
 use self::codec::{
-    CONF_INDEX_KEY, CONF_STATE_KEY, ENTRY_PREFIX, HARD_STATE_KEY, SNAPSHOT_KEY, TRUNCATED_KEY,
-    decode, decode_position, decode_u64, entry_index, entry_key,
+    CONF_INDEX_KEY, CONF_STATE_KEY, ENTRY_PREFIX, HARD_STATE_KEY, LEGACY_SNAPSHOT_KEY,
+    SNAPSHOT_KEY, TRUNCATED_KEY, decode, decode_position, decode_u64, entry_index, entry_key,
 };
 use crate::error::StorageError;
 
 /// Name of the sled tree holding the raft log and its metadata.
 const TREE: &str = "raft";
+/// Name of the sled tree holding the latest snapshot.
+const SNAPSHOT_TREE: &str = "raft-snapshot";
 
 /// raft-rs [`Storage`] over a sled database. See the module docs.
 pub struct SledStorage {
     db: sled::Db,
     tree: sled::Tree,
+    /// The latest snapshot, apart from the hot log tree (see `codec`).
+    snapshots: sled::Tree,
     /// sled's data file, fdatasynced after every flush: on Linux sled 0.34
     /// writes with `sync_file_range`, which neither flushes the device's
     /// write cache nor records a grown file's size.
@@ -51,6 +55,8 @@ pub struct SledStorage {
     /// Set when raft asked for a snapshot the stored one cannot serve (too old, or taken before
     /// the requesting peer joined); the driver takes a fresh one.
     snapshot_wanted: std::sync::atomic::AtomicBool,
+    /// The commit index the last completed flush made durable.
+    flushed_commit: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for SledStorage {
@@ -81,9 +87,14 @@ impl SledStorage {
         let tree = db
             .open_tree(TREE)
             .map_err(|e| StorageError::sled(format!("opening tree {TREE:?}"), e))?;
+        let snapshots = db
+            .open_tree(SNAPSHOT_TREE)
+            .map_err(|e| StorageError::sled(format!("opening tree {SNAPSHOT_TREE:?}"), e))?;
+        move_legacy_snapshot(&tree, &snapshots)?;
         let mut storage = SledStorage {
             db,
             tree,
+            snapshots,
             data_file,
             hard_state: HardState::default(),
             conf_state: ConfState::default(),
@@ -92,8 +103,10 @@ impl SledStorage {
             snapshot: LogPosition::default(),
             last_index: 0,
             snapshot_wanted: std::sync::atomic::AtomicBool::new(false),
+            flushed_commit: std::sync::atomic::AtomicU64::new(0),
         };
         storage.load()?;
+        storage.flushed_commit = std::sync::atomic::AtomicU64::new(storage.hard_state.commit);
         Ok(storage)
     }
 
@@ -148,7 +161,11 @@ impl SledStorage {
 
     /// Reads the stored snapshot (metadata and state machine data); empty if there is none.
     pub fn read_snapshot(&self) -> Result<Snapshot, StorageError> {
-        match self.get(SNAPSHOT_KEY, "snapshot")? {
+        let stored = self
+            .snapshots
+            .get(SNAPSHOT_KEY)
+            .map_err(|e| StorageError::sled("reading snapshot", e))?;
+        match stored {
             Some(bytes) => decode(&bytes, || "snapshot".to_string()),
             None => Ok(Snapshot::default()),
         }
@@ -303,6 +320,40 @@ impl SledStorage {
             ));
         }
         Ok(())
+    }
+}
+
+/// Moves a snapshot stored by an older version in the log tree into the snapshot tree (one
+/// transaction), so that it no longer shares the log tree's hot leaf.
+fn move_legacy_snapshot(tree: &sled::Tree, snapshots: &sled::Tree) -> Result<(), StorageError> {
+    use sled::Transactional as _;
+    let legacy = tree
+        .get(LEGACY_SNAPSHOT_KEY)
+        .map_err(|e| StorageError::sled("reading the snapshot of an older layout", e))?;
+    let Some(bytes) = legacy else {
+        return Ok(());
+    };
+    (tree, snapshots)
+        .transaction(|(tree, snapshots)| {
+            snapshots.insert(SNAPSHOT_KEY, bytes.clone())?;
+            tree.remove(LEGACY_SNAPSHOT_KEY)?;
+            Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e| transaction_error("moving the snapshot into its own tree", e))?;
+    tracing::info!("moved the raft snapshot into its own sled tree");
+    Ok(())
+}
+
+/// The error of a sled transaction that never aborts on its own.
+pub(crate) fn transaction_error(
+    op: impl Into<String>,
+    error: sled::transaction::TransactionError<()>,
+) -> StorageError {
+    match error {
+        sled::transaction::TransactionError::Storage(e) => StorageError::sled(op, e),
+        sled::transaction::TransactionError::Abort(()) => {
+            StorageError::Invariant(format!("{}: transaction aborted", op.into()))
+        }
     }
 }
 

@@ -211,3 +211,22 @@ fn corruption_is_reported_by_name() {
     let err = SledStorage::open(dir.path()).unwrap_err();
     assert!(err.to_string().contains("hard state"), "{err}");
 }
+
+#[test]
+fn a_snapshot_in_the_old_layout_moves_to_its_own_tree() {
+    use super::codec::{LEGACY_SNAPSHOT_KEY, SNAPSHOT_KEY};
+    let dir = tempfile::tempdir().unwrap();
+    let storage = bootstrapped(dir.path());
+    let written = storage.read_snapshot().unwrap();
+    // Rewrite it as versions before the snapshot tree stored it: in the log tree.
+    let bytes = storage.snapshots.remove(SNAPSHOT_KEY).unwrap().unwrap();
+    storage.tree.insert(LEGACY_SNAPSHOT_KEY, bytes).unwrap();
+    storage.db.flush().unwrap();
+    drop(storage);
+
+    let storage = SledStorage::open(dir.path()).unwrap();
+    assert_eq!(storage.read_snapshot().unwrap(), written);
+    assert_eq!(storage.snapshot_position().index, 1);
+    assert!(storage.tree.get(LEGACY_SNAPSHOT_KEY).unwrap().is_none());
+    assert!(storage.snapshots.get(SNAPSHOT_KEY).unwrap().is_some());
+}

@@ -1,7 +1,8 @@
 //! Writes to the raft store. Only the driver task calls these (through `RawNode::mut_store`).
 //!
-//! Each method builds one sled batch (atomic on recovery), applies it, and only then updates the
-//! in-memory mirror. None of them fsyncs: the driver calls [`SledStorage::flush`] where the raft
+//! Each method builds one sled batch (atomic on recovery) — with a new snapshot, one transaction
+//! over the log tree and the snapshot tree — applies it, and only then updates the in-memory
+//! mirror. None of them fsyncs: the driver calls [`SledStorage::flush`] where the raft
 //! `Ready` protocol requires durability (before sending messages or applying).
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
@@ -10,7 +11,7 @@ use super::codec::{
     CONF_INDEX_KEY, CONF_STATE_KEY, HARD_STATE_KEY, SNAPSHOT_KEY, TRUNCATED_KEY, encode,
     encode_position, entry_key,
 };
-use super::{LogPosition, SledStorage};
+use super::{LogPosition, SledStorage, transaction_error};
 use crate::error::StorageError;
 
 impl SledStorage {
@@ -62,6 +63,7 @@ impl SledStorage {
         let mut last_index = self.last_index;
         let mut conf = None;
         let mut new_hard_state = hard_state.cloned();
+        let mut snapshot_bytes = None;
 
         if let Some(snapshot) = snapshot.filter(|s| !s.is_empty()) {
             let meta = snapshot.get_metadata();
@@ -73,7 +75,7 @@ impl SledStorage {
                 )));
             }
             self.remove_range(&mut batch, self.truncated.index + 1, self.last_index)?;
-            batch.insert(SNAPSHOT_KEY, encode("snapshot", snapshot)?);
+            snapshot_bytes = Some(encode("snapshot", snapshot)?);
             let position = LogPosition {
                 index: meta.index,
                 term: meta.term,
@@ -122,8 +124,8 @@ impl SledStorage {
         {
             return Ok(false);
         }
-        self.tree.apply_batch(batch).map_err(|e| {
-            StorageError::sled(format!("persisting a raft ready up to {last_index}"), e)
+        self.write(batch, snapshot_bytes, || {
+            format!("persisting a raft ready up to {last_index}")
         })?;
 
         self.truncated = truncated;
@@ -139,8 +141,11 @@ impl SledStorage {
         Ok(true)
     }
 
-    /// Records a newer commit index. Not fsynced on its own: losing it in a crash only means
-    /// the entries are committed again after the next election.
+    /// Records a newer commit index. Not fsynced here (the driver flushes it within a tick, see
+    /// [`commit_unflushed`](Self::commit_unflushed)): losing it in a crash only means the
+    /// entries are committed again after the next election — but a host that restarts behind
+    /// its last commit replays an older registry (older peer addresses) until it hears from
+    /// the leader.
     pub(crate) fn set_commit(&mut self, commit: u64) -> Result<(), StorageError> {
         let mut hs = self.hard_state.clone();
         hs.commit = commit;
@@ -202,23 +207,58 @@ impl SledStorage {
         };
         let mut batch = sled::Batch::default();
         self.remove_range(&mut batch, self.truncated.index + 1, compact_to)?;
-        batch.insert(SNAPSHOT_KEY, encode("snapshot", &snapshot)?);
         batch.insert(TRUNCATED_KEY, &encode_position(truncated));
         // The commit index is otherwise written lazily; store it with the snapshot so that a
         // recovered store never has a snapshot beyond its commit index.
         batch.insert(HARD_STATE_KEY, encode("hard state", &self.hard_state)?);
-        self.tree
-            .apply_batch(batch)
-            .map_err(|e| StorageError::sled(format!("saving the snapshot at {index}"), e))?;
+        let bytes = encode("snapshot", &snapshot)?;
+        self.write(batch, Some(bytes), || {
+            format!("saving the snapshot at {index}")
+        })?;
         self.snapshot = LogPosition { index, term };
         self.truncated = truncated;
         Ok(truncated)
+    }
+
+    /// Applies `batch` to the log tree; with a snapshot, in one transaction with storing it in
+    /// the snapshot tree (both or neither survive a crash).
+    fn write(
+        &self,
+        batch: sled::Batch,
+        snapshot: Option<Vec<u8>>,
+        op: impl FnOnce() -> String,
+    ) -> Result<(), StorageError> {
+        use sled::Transactional as _;
+        let Some(snapshot) = snapshot else {
+            return self
+                .tree
+                .apply_batch(batch)
+                .map_err(|e| StorageError::sled(op(), e));
+        };
+        let snapshot = sled::IVec::from(snapshot);
+        (&self.tree, &self.snapshots)
+            .transaction(|(tree, snapshots)| {
+                tree.apply_batch(&batch)?;
+                snapshots.insert(SNAPSHOT_KEY, snapshot.clone())?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| transaction_error(op(), e))
+    }
+
+    /// Whether the stored commit index is newer than the last flush made durable
+    /// ([`set_commit`](Self::set_commit) does not flush).
+    pub(crate) fn commit_unflushed(&self) -> bool {
+        self.hard_state.commit
+            > self
+                .flushed_commit
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Makes every write so far durable: sled's flush (its buffers written
     /// out with `sync_file_range`), then `fdatasync` of its data file so the
     /// device's write cache and the file's size are durable too.
     pub(crate) async fn flush(&self) -> Result<(), StorageError> {
+        let commit = self.hard_state.commit;
         self.tree
             .flush_async()
             .await
@@ -232,7 +272,10 @@ impl SledStorage {
                     sled::Error::Io(std::io::Error::other(e.to_string())),
                 )
             })?
-            .map_err(|e| StorageError::sled("fdatasync of sled's data file", sled::Error::Io(e)))
+            .map_err(|e| StorageError::sled("fdatasync of sled's data file", sled::Error::Io(e)))?;
+        self.flushed_commit
+            .fetch_max(commit, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// Adds removals of the stored entries `from..=to` to `batch`.
