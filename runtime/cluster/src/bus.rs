@@ -11,14 +11,13 @@
 //! - [`RpcBusForwarder`]: a follower forwards a bus command to the leader's
 //!   `POST /v1/bus/propose` (served by `rpc::server`), over mutual TLS.
 
-use crate::peers;
+use crate::peers::{PeerBook, RaftDialer};
 use crate::rpc::{self, RpcError};
 use crate::tls::MemberTls;
 use bytes::Bytes;
 use cloudware_bus::BoxFuture;
 use cloudware_bus_replicated::{BusForwarder, ForwardError, ReplicatedBus, ReplicatedConfig};
 use cloudware_node::ControlPlane;
-use cloudware_raft::tcp::{Dialing, PeerDialer, PeerStream};
 use cloudware_raft::{
     MembershipChange, RaftConfig, RaftError, Role, TcpTransport, TcpTransportConfig,
 };
@@ -56,6 +55,7 @@ pub(crate) async fn open(
     join: bool,
     tick: Duration,
     tls: &MemberTls,
+    own: SocketAddr,
     bootstrap_peers: &BTreeMap<u64, SocketAddr>,
 ) -> Result<BusMember, RaftError> {
     let mut config = RaftConfig::new(data_dir.join("bus-raft"), node_id);
@@ -64,7 +64,10 @@ pub(crate) async fn open(
     let transport = TcpTransport::with_dialer(
         node_id,
         TcpTransportConfig::default(),
-        Arc::new(BusDialer { tls: tls.clone() }),
+        Arc::new(RaftDialer {
+            config: tls.bus_raft_client.clone(),
+            own,
+        }),
     );
     for (id, addr) in bootstrap_peers {
         transport.set_peer(*id, *addr);
@@ -74,17 +77,16 @@ pub(crate) async fn open(
     Ok(BusMember { bus, transport })
 }
 
-/// Keeps the bus transport's peers equal to the host registry, and (on the bus leader) the
-/// bus group's voters equal to the control plane's.
+/// Keeps the bus transport's peers where `book` says, and (on the bus leader) the bus
+/// group's voters equal to the control plane's.
 pub(crate) fn follow(
     control: Arc<ControlPlane>,
+    book: &PeerBook,
     member: &BusMember,
     node_id: u64,
 ) -> Vec<JoinHandle<()>> {
-    vec![
-        peers::follow_registry(control.clone(), member.transport.clone(), node_id),
-        follow_membership(control, member.bus.clone(), node_id),
-    ]
+    book.track(member.transport.clone());
+    vec![follow_membership(control, member.bus.clone(), node_id)]
 }
 
 /// While this host leads the bus group, makes its voters those of the control plane.
@@ -152,23 +154,6 @@ fn next_change(
         .iter()
         .find(|id| **id != node_id && !wanted.contains(id))
         .map(|id| MembershipChange::Remove(*id))
-}
-
-/// Dials bus raft peers over mutual TLS (ALPN `cw-bus-raft/1`).
-struct BusDialer {
-    tls: MemberTls,
-}
-
-impl PeerDialer for BusDialer {
-    fn dial(&self, peer: u64, addr: SocketAddr) -> Dialing {
-        let config = self.tls.bus_raft_client.clone();
-        Box::pin(async move {
-            let stream = cloudware_cluster_tls::connect(addr, peer, config)
-                .await
-                .map_err(std::io::Error::other)?;
-            Ok(Box::pin(stream) as PeerStream)
-        })
-    }
 }
 
 /// Forwards bus commands to the bus leader's `POST /v1/bus/propose`.

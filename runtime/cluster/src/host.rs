@@ -10,14 +10,13 @@ use crate::forward::{ForwardConfig, ForwardReceiver, HostForwarder};
 use crate::health::{self, HealthConfig, HostHealth};
 use crate::listener::{self, ClusterListener, RaftGroups};
 use crate::now_ms;
-use crate::peers;
+use crate::peers::{PeerBook, RaftDialer};
 use crate::rpc::{self, JoinRequest, RpcClient, RpcState};
 use crate::tls::MemberTls;
 use cloudware_bus_replicated::ReplicatedBus;
 use cloudware_cluster_tls::{ClusterCa, HostKey, JoinToken};
 use cloudware_gateway::{GatewayLimits, Router};
 use cloudware_node::{ControlPlane, NodeRouter, OpenError, PackageStore, ProposeFailure};
-use cloudware_raft::tcp::{Dialing, PeerDialer, PeerStream};
 use cloudware_raft::{RaftConfig, TcpTransport, TcpTransportConfig};
 use cloudware_state::{Command, CommandError, HostAddrs};
 use std::collections::BTreeMap;
@@ -138,14 +137,15 @@ pub struct ClusterHost {
     service_caller: ServiceCaller,
     calls: Arc<CallReceiver>,
     bus: ReplicatedBus,
-    bus_tasks: Vec<JoinHandle<()>>,
+    /// Background tasks (the bus group's, recording this host's addresses), aborted on drop.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for ClusterHost {
     fn drop(&mut self) {
         self.peers.abort();
         self.heartbeats.abort();
-        for task in &self.bus_tasks {
+        for task in &self.tasks {
             task.abort();
         }
     }
@@ -250,22 +250,25 @@ impl ClusterHost {
         let transport = TcpTransport::with_dialer(
             node_id,
             TcpTransportConfig::default(),
-            Arc::new(TlsDialer { tls: tls.clone() }),
+            Arc::new(RaftDialer {
+                config: tls.raft_client.clone(),
+                own: cluster_addr,
+            }),
         );
         for (id, addr) in &bootstrap_peers {
             transport.set_peer(*id, *addr);
         }
         let control = Arc::new(ControlPlane::open_with(config, transport.clone()).await?);
         transport.report_unreachable_to(control.raft());
-        for (id, addr) in peers::peer_addrs(&control, node_id) {
-            transport.set_peer(id, addr);
-        }
+        let book = PeerBook::new(control.clone(), node_id);
+        book.track(transport.clone());
         let bus_member = bus::open(
             &options.data_dir,
             node_id,
             node_id != FOUNDER_ID,
             CLUSTER_TICK,
             &tls,
+            cluster_addr,
             &bootstrap_peers,
         )
         .await
@@ -276,7 +279,8 @@ impl ClusterHost {
             tls: tls.clone(),
             control: control.clone(),
         }));
-        let bus_tasks = bus::follow(control.clone(), &bus_member, node_id);
+        let pool = PeerPool::new(book.clone(), tls.h2_client.clone());
+        let mut tasks = bus::follow(control.clone(), &book, &bus_member, node_id);
         let rpc_state = Arc::new(RpcState {
             node_id,
             control: control.clone(),
@@ -293,6 +297,7 @@ impl ClusterHost {
             RaftGroups {
                 control: control.raft().clone(),
                 bus: bus.node().clone(),
+                book: book.clone(),
             },
             rpc::router(rpc_state),
             forwards.clone(),
@@ -302,11 +307,10 @@ impl ClusterHost {
             addr: options.listen,
             source,
         })?;
-        let pool = PeerPool::new(control.clone(), tls.h2_client.clone());
-        let client = RpcClient::new(node_id, tls, control.clone());
+        let client = RpcClient::new(node_id, tls, control.clone(), pool.clone());
         control.set_forwarder(Arc::new(client.clone()));
         packages.set_fetcher(Arc::new(client.clone()));
-        let peers = peers::follow_registry(control.clone(), transport, node_id);
+        let peers = book.follow_registry();
         let health = HostHealth::new(node_id, health);
         let heartbeats = health::start_heartbeats(health.clone(), pool.clone(), control.clone());
         let service_caller = ServiceCaller::new(pool.clone(), health.clone());
@@ -317,7 +321,7 @@ impl ClusterHost {
         }
         if !membership.voter {
             let mut candidates: Vec<(u64, SocketAddr)> = bootstrap_peers.into_iter().collect();
-            for (id, addr) in peers::peer_addrs(&control, node_id) {
+            for (id, addr) in book.addrs() {
                 if !candidates.iter().any(|(c, _)| *c == id) {
                     candidates.push((id, addr));
                 }
@@ -330,8 +334,14 @@ impl ClusterHost {
                     reason,
                 })?;
             tracing::info!(node_id, "joined the cluster as a voter");
-        } else if founded_with.is_none() {
-            update_addrs(&control, node_id, &addrs).await;
+        } else if founded_with.is_none() && !update_addrs(&control, node_id, &addrs).await {
+            let (control, addrs) = (control.clone(), addrs.clone());
+            tasks.push(tokio::spawn(async move {
+                while !update_addrs(&control, node_id, &addrs).await {
+                    tokio::time::sleep(ADDRS_RETRY).await;
+                }
+                tracing::info!(node_id, "this host's new addresses are recorded");
+            }));
         }
         dir.save_membership(&Membership {
             voter: true,
@@ -353,7 +363,7 @@ impl ClusterHost {
             service_caller,
             calls,
             bus,
-            bus_tasks,
+            tasks,
         })
     }
 
@@ -532,36 +542,27 @@ async fn register_founder(
     Ok(())
 }
 
-/// Records this host's addresses if they changed since it last ran (best effort: a host
-/// whose addresses are stale is unreachable until the next start).
-async fn update_addrs(control: &ControlPlane, node_id: u64, addrs: &HostAddrs) {
+/// How long a host waits before trying again to record its new addresses.
+const ADDRS_RETRY: Duration = Duration::from_secs(2);
+
+/// Records this host's addresses if they changed since it last ran; returns whether the
+/// registry has them. Until it does, peers dial this host where it no longer listens (a
+/// restarted host whose first attempt fails keeps trying in the background).
+async fn update_addrs(control: &ControlPlane, node_id: u64, addrs: &HostAddrs) -> bool {
     let current = control.read(|state| state.host(node_id).map(|host| host.addrs.clone()));
     if current.as_ref() == Some(addrs) {
-        return;
+        return true;
     }
     let command = Command::UpdateHostAddrs {
         id: node_id,
         addrs: addrs.clone(),
     };
-    if let Err(error) = control.propose(command).await {
-        tracing::warn!(%error, "could not record this host's new addresses");
-    }
-}
-
-/// Dials raft peers over mutual TLS (ALPN `cw-raft/1`).
-struct TlsDialer {
-    tls: MemberTls,
-}
-
-impl PeerDialer for TlsDialer {
-    fn dial(&self, peer: u64, addr: SocketAddr) -> Dialing {
-        let config = self.tls.raft_client.clone();
-        Box::pin(async move {
-            let stream = cloudware_cluster_tls::connect(addr, peer, config)
-                .await
-                .map_err(std::io::Error::other)?;
-            Ok(Box::pin(stream) as PeerStream)
-        })
+    match control.propose(command).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(%error, "could not record this host's new addresses; retrying");
+            false
+        }
     }
 }
 

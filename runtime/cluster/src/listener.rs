@@ -1,6 +1,7 @@
 //! The cluster port: accepts TLS connections and serves each by its ALPN protocol — raft
 //! frames of the control plane (`cw-raft/1`) or of the message bus's group (`cw-bus-raft/1`)
-//! (callers must present a cluster certificate) or host-to-host HTTP calls, over
+//! (callers must present a cluster certificate; the frames follow the caller's own address,
+//! see [`crate::peers`]) or host-to-host HTTP calls, over
 //! HTTP/1.1 (one call per connection) or HTTP/2 (the pooled, multiplexed connections of
 //! forwarding and heartbeats); the caller's host id, if it presented a certificate, goes
 //! with every request. Forwarded
@@ -10,6 +11,7 @@
 
 use crate::calls::{CALL_PATH, CallReceiver};
 use crate::forward::{ForwardReceiver, is_forwarded};
+use crate::peers::{PeerBook, read_preamble};
 use crate::rpc::Caller;
 use crate::tls::{ALPN_BUS_RAFT, ALPN_H2, ALPN_HTTP, ALPN_RAFT};
 use axum::Router;
@@ -51,6 +53,8 @@ pub(crate) struct RaftGroups {
     pub(crate) control: Arc<RaftNode>,
     /// The message bus's.
     pub(crate) bus: Arc<RaftNode>,
+    /// Where peers listen: a raft connection opens with the dialer's address.
+    pub(crate) book: Arc<PeerBook>,
 }
 
 /// Serves the cluster port on `listener`.
@@ -133,6 +137,14 @@ async fn connection(
             } else {
                 ("bus", raft.bus)
             };
+            let mut tls = tls;
+            match read_preamble(&mut tls).await {
+                Ok(addr) => raft.book.heard_from(peer, addr),
+                Err(error) => {
+                    tracing::warn!(peer, group, %error, "raft connection without a preamble; closing");
+                    return;
+                }
+            }
             tracing::debug!(peer, group, "raft peer connected");
             serve_peer_stream(tls, &*node, MAX_FRAME_BYTES).await;
         }

@@ -6,14 +6,15 @@
 //! one TLS session per peer instead of one per concurrent request.)
 //!
 //! A request's URI names the host by id (`http://node-7/v1/health`, see
-//! [`PeerPool::uri`]); the connector dials the cluster address the replicated
-//! registry holds for it and checks that the certificate is that host's.
+//! [`PeerPool::uri`]); the connector dials the cluster address the [`PeerBook`] has
+//! for it (the replicated registry's, or where the host said it listens) and checks
+//! that the certificate is that host's.
 
+use crate::peers::PeerBook;
 use bytes::Bytes;
 use cloudware_cluster_tls::rustls::ClientConfig;
 use cloudware_cluster_tls::tokio_rustls::client::TlsStream;
 use cloudware_gateway::BoxError;
-use cloudware_node::ControlPlane;
 use futures::future::BoxFuture;
 use http::Uri;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -47,17 +48,9 @@ pub(crate) enum ConnectError {
     /// The URI does not name a host (`node-ID`).
     #[error("{0} names no cluster host")]
     NotAHost(String),
-    /// The host is not in the replicated registry.
+    /// The host is not in the replicated registry (or its address there is malformed).
     #[error("host {0} is not in the registry")]
     Unknown(u64),
-    /// Its registered address is malformed.
-    #[error("host {id} has a malformed cluster address {addr}")]
-    Address {
-        /// The host.
-        id: u64,
-        /// The address.
-        addr: String,
-    },
     /// TCP or TLS failed.
     #[error(transparent)]
     Dial(#[from] cloudware_cluster_tls::Error),
@@ -73,10 +66,10 @@ pub(crate) struct PeerPool {
 }
 
 impl PeerPool {
-    /// A pool dialing the hosts `control`'s registry lists, with `tls` (a member's
+    /// A pool dialing the hosts where `book` says they listen, with `tls` (a member's
     /// client configuration, ALPN `h2`).
-    pub(crate) fn new(control: Arc<ControlPlane>, tls: Arc<ClientConfig>) -> Self {
-        let connector = PeerConnector { control, tls };
+    pub(crate) fn new(book: Arc<PeerBook>, tls: Arc<ClientConfig>) -> Self {
+        let connector = PeerConnector { book, tls };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
@@ -115,7 +108,7 @@ impl PeerPool {
 /// Dials hosts by id for the pool.
 #[derive(Clone)]
 struct PeerConnector {
-    control: Arc<ControlPlane>,
+    book: Arc<PeerBook>,
     tls: Arc<ClientConfig>,
 }
 
@@ -126,14 +119,8 @@ impl PeerConnector {
             .strip_prefix("node-")
             .and_then(|id| id.parse().ok())
             .ok_or_else(|| ConnectError::NotAHost(host.to_string()))?;
-        let addr = self
-            .control
-            .read(|state| state.host(id).map(|host| host.addrs.cluster.clone()))
-            .ok_or(ConnectError::Unknown(id))?;
-        let parsed = addr
-            .parse()
-            .map_err(|_| ConnectError::Address { id, addr })?;
-        Ok((id, parsed))
+        let addr = self.book.addr_of(id).ok_or(ConnectError::Unknown(id))?;
+        Ok((id, addr))
     }
 }
 

@@ -1,7 +1,9 @@
-//! The calling side: one TLS connection per call (control-plane calls are rare; a pool is not
-//! worth its state yet), HTTP/1.1 inside, bounded by a timeout.
+//! The calling side. Forwarded proposals go over the pooled HTTP/2 connections (`pooled`);
+//! joins, voter requests (to addresses not in the registry yet) and package downloads open
+//! one TLS connection per call, HTTP/1.1 inside, bounded by a timeout.
 
 use super::{JoinRequest, JoinResponse, RpcError};
+use crate::forward::pool::PeerPool;
 use crate::tls::{MemberTls, join_client};
 use bytes::Bytes;
 use cloudware_cluster_tls::JoinToken;
@@ -47,25 +49,22 @@ pub struct RpcClient {
     self_id: u64,
     tls: MemberTls,
     control: Arc<ControlPlane>,
+    pool: PeerPool,
 }
 
 impl RpcClient {
-    pub(crate) fn new(self_id: u64, tls: MemberTls, control: Arc<ControlPlane>) -> Self {
+    pub(crate) fn new(
+        self_id: u64,
+        tls: MemberTls,
+        control: Arc<ControlPlane>,
+        pool: PeerPool,
+    ) -> Self {
         RpcClient {
             self_id,
             tls,
             control,
+            pool,
         }
-    }
-
-    /// The cluster address of host `id`, from the replicated registry.
-    fn addr_of(&self, id: u64) -> Result<SocketAddr, String> {
-        let addr = self
-            .control
-            .read(|state| state.host(id).map(|host| host.addrs.cluster.clone()))
-            .ok_or_else(|| format!("host {id} is not in the registry"))?;
-        addr.parse()
-            .map_err(|_| format!("host {id} has a malformed address {addr}"))
     }
 
     /// Calls host `id` at `addr`.
@@ -136,33 +135,44 @@ impl RpcClient {
 }
 
 impl RpcClient {
-    /// Proposes `envelope` on host `id`; on "not the leader" answers the leader it names.
+    /// Proposes `envelope` on host `id` over the pooled connections; with `relay`, a callee
+    /// that is not the leader proposes it on the leader it knows ([`super::RELAY_HEADER`]).
     async fn propose_on(
         &self,
         id: u64,
         envelope: &Bytes,
-    ) -> Result<(Vec<u8>, u64), (String, Option<u64>)> {
-        let addr = self.addr_of(id).map_err(|e| (e, None))?;
-        let answer = self
-            .call(
-                id,
-                addr,
-                Method::POST,
-                "/v1/propose",
-                envelope.clone(),
-                CALL_TIMEOUT,
+        relay: bool,
+    ) -> Result<(Vec<u8>, u64), String> {
+        let header = relay.then(|| {
+            (
+                http::HeaderName::from_static(super::RELAY_HEADER),
+                http::HeaderValue::from_static("1"),
             )
-            .await
-            .map_err(|e| (e, None))?;
+        });
+        let answer = super::post(
+            &self.pool,
+            id,
+            "/v1/propose",
+            envelope.clone(),
+            header,
+            CALL_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         if answer.status.is_success() {
             Ok((answer.body.to_vec(), answer.applied))
         } else {
-            Err(answer.error())
+            Err(answer.error().0)
         }
     }
 }
 
 impl ProposalForwarder for RpcClient {
+    /// Tries the leader, then every other peer as a relay: a host restarted on a new address
+    /// may replay a registry older than a peer's address change and dial the leader where it
+    /// no longer listens (while the leader does not know where this host listens now), but a
+    /// peer it can reach knows both. Retrying is safe: the envelope's request id makes the
+    /// command apply at most once.
     fn forward(
         &self,
         leader: Option<u64>,
@@ -170,28 +180,39 @@ impl ProposalForwarder for RpcClient {
     ) -> BoxFuture<'_, Result<(Vec<u8>, u64), String>> {
         Box::pin(async move {
             let envelope = Bytes::from(envelope);
+            let mut failures = Vec::new();
             if let Some(leader) = leader {
-                return self.propose_on(leader, &envelope).await.map_err(|(e, _)| e);
+                match self.propose_on(leader, &envelope, false).await {
+                    Ok(outcome) => return Ok(outcome),
+                    Err(error) => failures.push(format!("host {leader}: {error}")),
+                }
             }
-            // The leader is unknown here: ask the peers; one leads or names who does.
-            let peers: Vec<u64> = self.control.read(|state| {
+            let relays: Vec<u64> = self.control.read(|state| {
                 state
                     .hosts()
                     .map(|host| host.id)
-                    .filter(|id| *id != self.self_id)
+                    .filter(|id| *id != self.self_id && Some(*id) != leader)
                     .collect()
             });
-            let mut last = String::from("no peer to ask");
-            for peer in peers {
-                match self.propose_on(peer, &envelope).await {
-                    Ok(outcome) => return Ok(outcome),
-                    Err((_, Some(named))) if named != self.self_id => {
-                        return self.propose_on(named, &envelope).await.map_err(|(e, _)| e);
+            for relay in relays {
+                match self.propose_on(relay, &envelope, true).await {
+                    Ok(outcome) => {
+                        if leader.is_some() {
+                            tracing::info!(
+                                relay,
+                                ?leader,
+                                "a proposal reached the leader through a relay"
+                            );
+                        }
+                        return Ok(outcome);
                     }
-                    Err((error, _)) => last = format!("host {peer}: {error}"),
+                    Err(error) => failures.push(format!("host {relay} (relay): {error}")),
                 }
             }
-            Err(last)
+            if failures.is_empty() {
+                failures.push("no peer to ask".to_string());
+            }
+            Err(failures.join("; "))
         })
     }
 }

@@ -1,11 +1,15 @@
-//! Host-to-host calls over the cluster port (HTTP/1.1 inside TLS): the messages both sides
-//! share, the server's routes (`server`) and the client (`client`).
+//! Host-to-host calls over the cluster port (inside mutual TLS): the messages both sides
+//! share, the server's routes (`server`), the client (`client`: a connection per call, for
+//! joins and package downloads) and calls over the pooled HTTP/2 connections (`pooled`: for
+//! forwarded proposals).
 
 mod client;
+mod pooled;
 mod server;
 
 pub use client::RpcClient;
 pub(crate) use client::{exchange, join_cluster};
+pub(crate) use pooled::post;
 pub(crate) use server::{RpcState, router};
 
 use cloudware_cluster_tls::{HostCertificate, HostCsr};
@@ -15,6 +19,11 @@ use std::collections::BTreeMap;
 
 /// The header carrying the callee's applied raft index on every answer.
 pub(crate) const APPLIED_HEADER: &str = "cloudware-applied-index";
+
+/// Set on a forwarded proposal the caller could not deliver to the leader itself (e.g. it
+/// dials a stale address after a restart): a callee that is not the leader proposes it on the
+/// leader it knows, on the caller's behalf. Envelopes' request ids make this idempotent.
+pub(crate) const RELAY_HEADER: &str = "cloudware-relay";
 
 /// Which host called (from its client certificate), set by the listener on every request.
 #[derive(Clone, Copy, Debug)]

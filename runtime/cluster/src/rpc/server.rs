@@ -14,7 +14,7 @@ use cloudware_cluster_tls::{ClusterCa, JoinToken, TokenHash};
 use cloudware_engine::Digest;
 use cloudware_node::{ControlPlane, PackageStore, ProposeFailure};
 use cloudware_raft::{MembershipChange, ProposeError};
-use cloudware_state::{Command, CommandError, Outcome};
+use cloudware_state::{Command, CommandError, Envelope, Outcome};
 use std::sync::Arc;
 
 /// What the routes need.
@@ -165,18 +165,55 @@ async fn add_member(
     }
 }
 
-/// Proposes a forwarded envelope here (the caller believes this host leads).
+/// Proposes a forwarded envelope here (the caller believes this host leads). A relayed one
+/// ([`super::RELAY_HEADER`]) that finds another leader is proposed there on the caller's behalf.
 async fn propose(
     State(rpc): State<Arc<RpcState>>,
     Extension(caller): Extension<Caller>,
+    headers: http::HeaderMap,
     envelope: Bytes,
 ) -> Response {
-    if caller.0.is_none() {
+    let Caller(Some(caller)) = caller else {
         return no_certificate();
-    }
+    };
     match rpc.control.raft().propose(envelope.to_vec()).await {
         Ok(outcome) => (StatusCode::OK, outcome).into_response(),
+        Err(ProposeError::NotLeader {
+            leader: Some(leader),
+        }) if headers.contains_key(super::RELAY_HEADER)
+            && leader != caller
+            && leader != rpc.node_id =>
+        {
+            relay(&rpc, caller, leader, envelope).await
+        }
         Err(err) => propose_error(err),
+    }
+}
+
+/// Proposes `envelope` on `leader` for `caller`, through this host's own forwarding (which
+/// retries, waits out elections, and answers only once this host applied the entry).
+async fn relay(rpc: &RpcState, caller: u64, leader: u64, envelope: Bytes) -> Response {
+    let request_id = match serde_json::from_slice::<Envelope>(&envelope) {
+        Ok(parsed) => parsed.request_id,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("malformed envelope: {err}"),
+                None,
+            );
+        }
+    };
+    tracing::info!(caller, leader, %request_id, "relaying a proposal to the leader");
+    match rpc
+        .control
+        .propose_envelope(&request_id, envelope.to_vec())
+        .await
+    {
+        Ok(outcome) => (StatusCode::OK, outcome).into_response(),
+        Err(ProposeFailure::Rejected(err)) => error(StatusCode::BAD_REQUEST, err.to_string(), None),
+        Err(err @ ProposeFailure::Unavailable(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, err.to_string(), None)
+        }
     }
 }
 
