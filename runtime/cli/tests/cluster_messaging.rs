@@ -2,7 +2,11 @@
 //! cluster's replicated bus keeps every acknowledged message when the host that leads the
 //! bus's raft group (and so delivers) is killed with `kill -9`, and a surviving host
 //! delivers them all, at least once: the queue's jobs all wait for a worker deployed after
-//! the kill; the topic's subscriber runs throughout (redelivering what was in flight).
+//! the kill; the topic's subscriber runs throughout, and a second batch of events is still
+//! undelivered at the kill — the shared Redis is paused (SIGSTOP) before they are published,
+//! so no delivery can record its event, and resumed only after the kill. At most the
+//! subscription's concurrency (4) of them are in flight at the killed host (whose writes,
+//! already sent, Redis may still apply); the new bus leader must deliver the rest.
 //!
 //! Deliveries are observed in key-value buckets the consumers write to. Each host's
 //! key-value store would be its own (sled), so every host uses one Redis server (started
@@ -16,6 +20,7 @@ use common::capabilities::{
     DELIVERY_TIMEOUT, deploy_kv_reader, kv_get, kv_keys, publish, send_job,
 };
 use common::cluster::{SETTLE, cluster_of, wait_for_members};
+use common::paused::Paused;
 use common::{Node, cli_json, deploy_ok, gateway_send, tenant_developer, wait_until};
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
@@ -23,8 +28,10 @@ use std::time::{Duration, Instant};
 
 /// Jobs sent before the kill.
 const JOBS: usize = 24;
-/// Events published before the kill.
+/// Events (kind `a`) published and delivered before the kill.
 const EVENTS: u64 = 8;
+/// Events (kind `b`) published while deliveries cannot complete, pending at the kill.
+const PENDING: u64 = 12;
 
 /// A throw-away Redis server (no persistence), killed on drop.
 struct Redis {
@@ -168,16 +175,34 @@ fn acknowledged_queue_and_topic_messages_survive_a_kill_9_of_the_bus_leader() {
         );
     }
     let before = kv_keys(&hosts[via], "jobs-done").len();
-    let seen = |node: &Node| {
-        kv_get(node, "events-all", "seen-a").and_then(|text| text.trim().parse::<u64>().ok())
+    let seen = |node: &Node, kind: &str| {
+        kv_get(node, "events-all", &format!("seen-{kind}"))
+            .and_then(|text| text.trim().parse::<u64>().ok())
     };
-    eprintln!(
-        "before the kill of host {leader}: {before} of {JOBS} jobs and {:?} of {EVENTS} events recorded",
-        seen(&hosts[via])
+    wait_until(
+        "the events before the pause are counted",
+        DELIVERY_TIMEOUT,
+        || (seen(&hosts[via], "a") >= Some(EVENTS)).then_some(()),
     );
+    eprintln!(
+        "before the kill of host {leader}: {before} of {JOBS} jobs recorded, every event of kind a counted"
+    );
+
+    // No delivery can record its event from here until after the kill.
+    let redis_paused = Paused::stop(&[redis.child.id()]);
+    for _ in 0..PENDING {
+        assert_eq!(
+            publish(&hosts[via], "b"),
+            "1",
+            "every pending event reaches the subscription"
+        );
+    }
+    // Let the leader take some of them in flight.
+    std::thread::sleep(Duration::from_millis(300));
 
     let killed_at = Instant::now();
     hosts[leader_index].kill9();
+    redis_paused.resume();
     let survivor = &hosts[via];
     // The worker comes only now: every job was still queued when the leader died.
     deploy_ok(
@@ -209,14 +234,14 @@ fn acknowledged_queue_and_topic_messages_survive_a_kill_9_of_the_bus_leader() {
         );
     }
     wait_until(
-        "every acknowledged event is counted after the kill",
+        "every event pending at the kill is counted after it",
         SETTLE + DELIVERY_TIMEOUT,
-        || (seen(survivor) >= Some(EVENTS)).then_some(()),
+        || (seen(survivor, "b") >= Some(PENDING)).then_some(()),
     );
     eprintln!(
-        "every event counted {:?} after the kill ({:?} deliveries: at least once)",
+        "every pending event counted {:?} after the kill ({:?} deliveries of {PENDING}: at least once)",
         killed_at.elapsed(),
-        seen(survivor)
+        seen(survivor, "b")
     );
     // Another host leads the bus now, and new messages still go through.
     let new_leader = wait_until("a new bus leader", SETTLE, || {

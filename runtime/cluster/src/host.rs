@@ -281,9 +281,11 @@ impl ClusterHost {
         }));
         let pool = PeerPool::new(book.clone(), tls.h2_client.clone());
         let mut tasks = bus::follow(control.clone(), &book, &bus_member, node_id);
+        let client = RpcClient::new(node_id, tls.clone(), control.clone(), pool.clone());
         let rpc_state = Arc::new(RpcState {
             node_id,
             control: control.clone(),
+            client: client.clone(),
             packages: packages.clone(),
             ca,
             shared_key: options.shared_key.clone(),
@@ -307,7 +309,6 @@ impl ClusterHost {
             addr: options.listen,
             source,
         })?;
-        let client = RpcClient::new(node_id, tls, control.clone(), pool.clone());
         control.set_forwarder(Arc::new(client.clone()));
         packages.set_fetcher(Arc::new(client.clone()));
         let peers = book.follow_registry();

@@ -33,13 +33,10 @@
 //!
 //! Each host listens for the cluster on a port picked once and kept over
 //! restarts, as a deployment with a fixed `--cluster-listen` would.
-//! `BENCH_CLUSTER_PORT0=1` uses `127.0.0.1:0` instead (a new cluster address
-//! on every restart): then a restarted host can be stranded — its replayed
-//! state may predate another host's address change (the raft commit index
-//! is not fsynced on its own, so a `kill -9` loses the last commits'
-//! mark), so it dials that host at its old address while the leader dials
-//! it at its own old one; seen when two different hosts are restarted in a
-//! row.
+//! `BENCH_CLUSTER_PORT0=1` uses `127.0.0.1:0` instead: a new cluster address
+//! on every restart, which the other hosts learn from the restarted host's
+//! raft connections before its `UpdateHostAddrs` commits (see
+//! `cloudware_cluster`'s `peers` module).
 
 mod hosts;
 mod measure;

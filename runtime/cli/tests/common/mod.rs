@@ -218,5 +218,6 @@ pub mod capabilities;
 pub mod cluster;
 mod node;
 pub mod partner;
+pub mod paused;
 #[allow(unused_imports)]
 pub use node::*;

@@ -167,6 +167,17 @@ impl RpcClient {
     }
 }
 
+impl RpcClient {
+    /// Proposes `envelope` on host `id` only (no relay): its outcome and applied index.
+    pub(crate) async fn propose_direct(
+        &self,
+        id: u64,
+        envelope: Bytes,
+    ) -> Result<(Vec<u8>, u64), String> {
+        self.propose_on(id, &envelope, false).await
+    }
+}
+
 impl ProposalForwarder for RpcClient {
     /// Tries the leader, then every other peer as a relay: a host restarted on a new address
     /// may replay a registry older than a peer's address change and dial the leader where it

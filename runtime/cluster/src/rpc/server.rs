@@ -14,7 +14,7 @@ use cloudware_cluster_tls::{ClusterCa, JoinToken, TokenHash};
 use cloudware_engine::Digest;
 use cloudware_node::{ControlPlane, PackageStore, ProposeFailure};
 use cloudware_raft::{MembershipChange, ProposeError};
-use cloudware_state::{Command, CommandError, Envelope, Outcome};
+use cloudware_state::{Command, CommandError, Outcome};
 use std::sync::Arc;
 
 /// What the routes need.
@@ -22,6 +22,8 @@ pub(crate) struct RpcState {
     /// This host's id.
     pub(crate) node_id: u64,
     pub(crate) control: Arc<ControlPlane>,
+    /// Relays proposals to the leader.
+    pub(crate) client: super::RpcClient,
     pub(crate) packages: PackageStore,
     pub(crate) ca: ClusterCa,
     /// The file of the key every host shares, handed to joining hosts.
@@ -64,8 +66,11 @@ fn no_certificate() -> Response {
 }
 
 /// Stamps every answer with this host's applied index (read-your-writes for forwarded
-/// proposals).
+/// proposals), unless it carries another host's (a relayed proposal's).
 async fn applied_index(State(rpc): State<Arc<RpcState>>, mut response: Response) -> Response {
+    if response.headers().contains_key(super::APPLIED_HEADER) {
+        return response;
+    }
     let applied = rpc.control.raft().applied_index();
     if let Ok(value) = http::HeaderValue::from_str(&applied.to_string()) {
         response.headers_mut().insert(super::APPLIED_HEADER, value);
@@ -190,30 +195,23 @@ async fn propose(
     }
 }
 
-/// Proposes `envelope` on `leader` for `caller`, through this host's own forwarding (which
-/// retries, waits out elections, and answers only once this host applied the entry).
+/// Proposes `envelope` on `leader` for `caller`, directly (a relayed proposal is never
+/// relayed again), answering with the leader's outcome and applied index.
 async fn relay(rpc: &RpcState, caller: u64, leader: u64, envelope: Bytes) -> Response {
-    let request_id = match serde_json::from_slice::<Envelope>(&envelope) {
-        Ok(parsed) => parsed.request_id,
-        Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("malformed envelope: {err}"),
-                None,
-            );
+    tracing::info!(caller, leader, "relaying a proposal to the leader");
+    match rpc.client.propose_direct(leader, envelope).await {
+        Ok((outcome, applied)) => {
+            let mut response = (StatusCode::OK, outcome).into_response();
+            if let Ok(value) = http::HeaderValue::from_str(&applied.to_string()) {
+                response.headers_mut().insert(super::APPLIED_HEADER, value);
+            }
+            response
         }
-    };
-    tracing::info!(caller, leader, %request_id, "relaying a proposal to the leader");
-    match rpc
-        .control
-        .propose_envelope(&request_id, envelope.to_vec())
-        .await
-    {
-        Ok(outcome) => (StatusCode::OK, outcome).into_response(),
-        Err(ProposeFailure::Rejected(err)) => error(StatusCode::BAD_REQUEST, err.to_string(), None),
-        Err(err @ ProposeFailure::Unavailable(_)) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, err.to_string(), None)
-        }
+        Err(err) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("relaying to the leader (host {leader}): {err}"),
+            None,
+        ),
     }
 }
 
