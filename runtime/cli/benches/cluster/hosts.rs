@@ -154,13 +154,26 @@ impl Host {
         text[start..].to_string()
     }
 
-    /// Lines at WARN or above in the host's stderr, over all its starts.
-    pub(crate) fn warnings(&self) -> usize {
-        std::fs::read_to_string(self.dir.path().join("stderr.log"))
-            .unwrap_or_default()
+    /// Lines at WARN or above in the host's stderr, over all its starts, by message (the
+    /// line after its target, cut before the first field), most frequent first.
+    pub(crate) fn warnings(&self) -> Vec<(String, usize)> {
+        let text = std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default();
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for line in text
             .lines()
             .filter(|line| line.contains("WARN") || line.contains("ERROR"))
-            .count()
+        {
+            let message = line.rsplit_once("}: ").map_or(line, |(_, rest)| rest);
+            let message = message.split_once(": ").map_or(message, |(_, rest)| rest);
+            let cut = message.find('=').and_then(|eq| message[..eq].rfind(' '));
+            let message = cut.map_or(message, |end| &message[..end]);
+            *counts
+                .entry(message.chars().take(80).collect())
+                .or_default() += 1;
+        }
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1));
+        counts
     }
 }
 

@@ -230,16 +230,25 @@ fn main() {
     for row in &summary {
         println!("{row}");
     }
-    let warnings: Vec<String> = cluster
+    let warnings: Vec<_> = cluster
         .hosts
         .iter()
-        .map(|h| format!("{} {}", h.name, h.warnings()))
+        .map(|h| (&h.name, h.warnings()))
+        .collect();
+    let counts: Vec<String> = warnings
+        .iter()
+        .map(|(name, w)| format!("{name} {}", w.iter().map(|(_, n)| n).sum::<usize>()))
         .collect();
     println!(
         "(WARN/ERROR lines in the hosts' stderr: {}; total run {:.0} s)",
-        warnings.join(", "),
+        counts.join(", "),
         started.elapsed().as_secs_f64()
     );
+    for (name, warnings) in &warnings {
+        for (message, count) in warnings.iter().take(4) {
+            println!("  {name}: {count} × {message}");
+        }
+    }
 }
 
 /// The `bench` tenant, the hello package, and the apps `scaler` and `web`
