@@ -1,5 +1,5 @@
 //! The message bus's raft group on a cluster host: a second raft node (in
-//! `DATA_DIR/bus-raft`, ALPN `cw-bus-raft/1` on the cluster port) running
+//! `DATA_DIR/bus-raft`, ALPN `cw-bus-raft/2` on the cluster port) running
 //! [`cloudware_bus_replicated::BusMachine`], whose membership follows the control plane's.
 //!
 //! - [`open`] opens this host's member: the founding host bootstraps the group, every other

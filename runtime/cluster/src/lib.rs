@@ -3,12 +3,12 @@
 //!
 //! ```text
 //!                 cluster port (TLS 1.3, cluster CA; ALPN picks the protocol)
-//!  peer ──────────► ├─ "cw-raft/1"  mutual TLS ─► raft frames ─► RaftNode::step
-//!                   ├─ "cw-bus-raft/1"  mutual TLS ─► the message bus's raft group
+//!  peer ──────────► ├─ "cw-raft/2"  mutual TLS ─► dialer's address, raft frames ─► RaftNode::step
+//!                   ├─ "cw-bus-raft/2"  mutual TLS ─► the same, for the message bus's raft group
 //!                   └─ "http/1.1", "h2"  host-to-host calls (rpc):
 //!                        POST /v1/join        token-authenticated (no client certificate yet)
 //!                        POST /v1/members     add the calling host as a voter
-//!                        POST /v1/propose     a proposal forwarded to the leader
+//!                        POST /v1/propose     a proposal forwarded to the leader (or relayed)
 //!                        POST /v1/bus/propose a bus command forwarded to the bus leader
 //!                        GET  /v1/packages/D  a package's bytes, by digest
 //!                        GET  /v1/health      a heartbeat
@@ -22,9 +22,12 @@
 //!   certificate request and hands it the CA; the new host then asks to become a raft voter),
 //!   or restart as a member.
 //! - Proposals made on a host that is not the leader are forwarded to the leader
-//!   ([`cloudware_node::ProposalForwarder`]); packages a host lacks are pulled from its peers
+//!   ([`cloudware_node::ProposalForwarder`]), through another host when the leader cannot be
+//!   reached from here; packages a host lacks are pulled from its peers
 //!   by digest and checked ([`cloudware_node::PackageFetcher`]).
-//! - Peer addresses follow the replicated host registry (`cloudware_state::Host`).
+//! - Peer addresses follow the replicated host registry (`cloudware_state::Host`), corrected
+//!   by what a host says of itself when it opens a raft connection (a host restarted on a new
+//!   address is dialed back there before its new address is committed).
 //! - The message bus is replicated by a second raft group ([`ClusterHost::bus`], module
 //!   `bus`): its own log in `DATA_DIR/bus-raft`, its voters following the control plane's.
 //! - Every host sends heartbeats to every other ([`HostHealth`]: up or down, last seen,
@@ -35,7 +38,7 @@
 //!
 //! Modules: `files` (what a host keeps in `DATA_DIR/cluster`), `tls` (the configs per
 //! protocol), `listener` (the cluster port), `rpc` (the host-to-host calls, both sides),
-//! `peers` (raft transport addresses from the registry), `host` (founding, joining,
+//! `peers` (where peers listen: the registry and what hosts say), `host` (founding, joining,
 //! restarting), `health` (heartbeats), `forward` (the connection pool, and forwarding
 //! gateway requests: both sides), `calls` (service calls between hosts: both sides), `bus`
 //! (the message bus's raft group: opening, membership, forwarding).

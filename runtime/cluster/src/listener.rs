@@ -1,5 +1,5 @@
 //! The cluster port: accepts TLS connections and serves each by its ALPN protocol — raft
-//! frames of the control plane (`cw-raft/1`) or of the message bus's group (`cw-bus-raft/1`)
+//! frames of the control plane (`cw-raft/2`) or of the message bus's group (`cw-bus-raft/2`)
 //! (callers must present a cluster certificate; the frames follow the caller's own address,
 //! see [`crate::peers`]) or host-to-host HTTP calls, over
 //! HTTP/1.1 (one call per connection) or HTTP/2 (the pooled, multiplexed connections of

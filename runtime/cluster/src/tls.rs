@@ -5,9 +5,9 @@ use cloudware_cluster_tls::{HostIdentity, JoinToken};
 use std::sync::Arc;
 
 /// ALPN of raft message streams.
-pub(crate) const ALPN_RAFT: &[u8] = b"cw-raft/1";
+pub(crate) const ALPN_RAFT: &[u8] = b"cw-raft/2";
 /// ALPN of the message bus's raft group (its own log, same frames).
-pub(crate) const ALPN_BUS_RAFT: &[u8] = b"cw-bus-raft/1";
+pub(crate) const ALPN_BUS_RAFT: &[u8] = b"cw-bus-raft/2";
 /// ALPN of host-to-host HTTP calls.
 pub(crate) const ALPN_HTTP: &[u8] = b"http/1.1";
 /// ALPN of pooled host-to-host HTTP/2 (forwarded requests, heartbeats).

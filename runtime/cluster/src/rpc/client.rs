@@ -135,9 +135,10 @@ impl RpcClient {
 }
 
 impl RpcClient {
-    /// Proposes `envelope` on host `id` over the pooled connections; with `relay`, a callee
-    /// that is not the leader proposes it on the leader it knows ([`super::RELAY_HEADER`]).
-    async fn propose_on(
+    /// Proposes `envelope` on host `id` over the pooled connections: its outcome and applied
+    /// index. With `relay`, a callee that is not the leader proposes it on the leader it knows
+    /// ([`super::RELAY_HEADER`]).
+    pub(crate) async fn propose_on(
         &self,
         id: u64,
         envelope: &Bytes,
@@ -164,17 +165,6 @@ impl RpcClient {
         } else {
             Err(answer.error().0)
         }
-    }
-}
-
-impl RpcClient {
-    /// Proposes `envelope` on host `id` only (no relay): its outcome and applied index.
-    pub(crate) async fn propose_direct(
-        &self,
-        id: u64,
-        envelope: Bytes,
-    ) -> Result<(Vec<u8>, u64), String> {
-        self.propose_on(id, &envelope, false).await
     }
 }
 

@@ -199,7 +199,7 @@ async fn propose(
 /// relayed again), answering with the leader's outcome and applied index.
 async fn relay(rpc: &RpcState, caller: u64, leader: u64, envelope: Bytes) -> Response {
     tracing::info!(caller, leader, "relaying a proposal to the leader");
-    match rpc.client.propose_direct(leader, envelope).await {
+    match rpc.client.propose_on(leader, &envelope, false).await {
         Ok((outcome, applied)) => {
             let mut response = (StatusCode::OK, outcome).into_response();
             if let Ok(value) = http::HeaderValue::from_str(&applied.to_string()) {
