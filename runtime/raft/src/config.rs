@@ -50,6 +50,10 @@ pub struct RaftConfig {
     /// Requests (proposals, reads) the driver takes in per `Ready` round, i.e. per fsync.
     /// Default 1 024.
     pub max_batch: usize,
+    /// Period of sled's own background flush, which writes its log buffer out ahead of the
+    /// driver's fsyncs (15–30% more committed writes/s in the `throughput` example than
+    /// `None`). Durability never depends on it. Default 500 ms.
+    pub background_flush: Option<Duration>,
 }
 
 impl RaftConfig {
@@ -68,6 +72,7 @@ impl RaftConfig {
             propose_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(5),
             startup_timeout: Duration::from_secs(30),
+            background_flush: Some(super::storage::DEFAULT_BACKGROUND_FLUSH),
             max_uncommitted_bytes: 64 << 20,
             max_batch: 1_024,
         }

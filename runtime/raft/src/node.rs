@@ -461,10 +461,13 @@ fn recover<S: StateMachine>(
     config: &RaftConfig,
     mut state_machine: S,
 ) -> Result<Recovered<S>, RaftError> {
-    let mut storage = SledStorage::open(&config.dir).map_err(|source| RaftError::Open {
-        dir: config.dir.clone(),
-        source,
-    })?;
+    let mut storage =
+        SledStorage::open_with(&config.dir, config.background_flush).map_err(|source| {
+            RaftError::Open {
+                dir: config.dir.clone(),
+                source,
+            }
+        })?;
     if !storage.is_initialized() && config.join {
         tracing::info!(dir = %config.dir.display(), "empty store; waiting to be added to a group");
         return Ok(Recovered {

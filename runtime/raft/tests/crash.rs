@@ -133,8 +133,9 @@ fn acknowledged_entries_survive_kill_9() {
 /// Set (to the data directory) in the environment of the idle child.
 const IDLE_CHILD_ENV: &str = "CLOUDWARE_RAFT_IDLE_CHILD_DIR";
 /// How long the idle child waits after its last acknowledged write before it says `IDLE`:
-/// fifty of the test config's 20 ms ticks. (The store has no background flush: without the
-/// driver's flush of the commit index, nothing would write it however long the wait.)
+/// fifty of the test config's 20 ms ticks. (The child turns sled's background flush off:
+/// without the driver's flush of the commit index, nothing would write it however long the
+/// wait.)
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// The idle child: proposes a few commands one after the other, prints each acknowledgement,
@@ -146,7 +147,9 @@ fn idle_child() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
-        let (node, _journal) = open(config(std::path::Path::new(&dir))).await;
+        let mut cfg = config(std::path::Path::new(&dir));
+        cfg.background_flush = None;
+        let (node, _journal) = open(cfg).await;
         for n in 0..20 {
             let outcome = node.propose(format!("c{n}").into_bytes()).await.unwrap();
             let index = String::from_utf8(outcome).unwrap();

@@ -80,7 +80,13 @@ impl SledStorage {
     /// down asynchronously, sled issue #1234), so a busy lock is retried for up to
     /// [`LOCK_WAIT`] before giving up. Blocking: call from a blocking context.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        let db = open_db(dir)?;
+        Self::open_with(dir, Some(DEFAULT_BACKGROUND_FLUSH))
+    }
+
+    /// [`SledStorage::open`] with sled's background flush every `background_flush` (`None`:
+    /// only the driver's flushes write anything out).
+    pub fn open_with(dir: &Path, background_flush: Option<Duration>) -> Result<Self, StorageError> {
+        let db = open_db(dir, background_flush)?;
         let data_file = std::fs::File::open(dir.join("db"))
             .map(std::sync::Arc::new)
             .map_err(|e| StorageError::sled("opening sled's data file", sled::Error::Io(e)))?;
@@ -360,14 +366,17 @@ pub(crate) fn transaction_error(
 /// How long [`SledStorage::open`] waits for another holder of the directory lock to let go.
 pub const LOCK_WAIT: Duration = Duration::from_secs(3);
 
+/// sled's default background flush period.
+pub(crate) const DEFAULT_BACKGROUND_FLUSH: Duration = Duration::from_millis(500);
+
 /// Opens the sled database, retrying while its directory lock is still held.
-fn open_db(dir: &Path) -> Result<sled::Db, StorageError> {
+fn open_db(dir: &Path, background_flush: Option<Duration>) -> Result<sled::Db, StorageError> {
+    let flush_every_ms =
+        background_flush.map(|period| u64::try_from(period.as_millis().max(1)).unwrap_or(u64::MAX));
     let deadline = Instant::now() + LOCK_WAIT;
     let mut backoff = Duration::from_millis(5);
     loop {
-        // No background flush: what is durable is what the driver flushes (before anything
-        // is acknowledged, and the commit index within a tick), nothing by accident.
-        let config = sled::Config::new().path(dir).flush_every_ms(None);
+        let config = sled::Config::new().path(dir).flush_every_ms(flush_every_ms);
         match config.open() {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e))
