@@ -19,7 +19,7 @@
 //! caller would have seen on one host (a timeout, an unavailable service, a
 //! trapped service…), so `platform(…)` errors reach guests alike.
 
-use crate::forward::pool::{PeerPool, PoolBody};
+use crate::forward::pool::PeerPool;
 use crate::health::HostHealth;
 use bytes::Bytes;
 use cloudware_engine::service::{RemoteCall, RemoteOutcome};
@@ -28,7 +28,7 @@ use cloudware_gateway::RemoteTarget;
 use cloudware_node::{NodeRouter, PeerHealth as _, RemoteServices};
 use cloudware_partner::codec::{json_to_val, val_to_json};
 use futures::future::BoxFuture;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Limited};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -204,30 +204,28 @@ impl ServiceCaller {
         body: Bytes,
         bound: Duration,
     ) -> Result<CallAnswer, (bool, String)> {
-        let uri = PeerPool::uri(host, CALL_PATH).map_err(|err| (false, err.to_string()))?;
-        let request = http::Request::post(uri)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(PoolBody::new(
-                Full::new(body).map_err(|never| match never {}),
-            ))
-            .map_err(|err| (false, err.to_string()))?;
-        let answer = match tokio::time::timeout(bound, self.pool.send(request)).await {
-            Ok(Ok(answer)) => answer,
+        let answer = crate::rpc::post(
+            &self.pool,
+            host,
+            CALL_PATH,
+            body,
+            None,
+            bound,
+            MAX_CALL_BYTES,
+        )
+        .await
+        .map_err(|err| match err {
             // Not connected: nothing was sent, another host may take it.
-            Ok(Err(err)) if err.is_connect() => return Err((true, err.to_string())),
-            Ok(Err(err)) => return Err((false, err.to_string())),
-            Err(_) => return Err((false, format!("no answer within {bound:?}"))),
-        };
-        let status = answer.status();
-        let bytes = Limited::new(answer.into_body(), MAX_CALL_BYTES)
-            .collect()
-            .await
-            .map_err(|err| (false, format!("reading the answer: {err}")))?
-            .to_bytes();
-        serde_json::from_slice(&bytes).map_err(|err| {
+            crate::rpc::PostError::NotSent(reason) => (true, reason),
+            crate::rpc::PostError::Unanswered(reason) => (false, reason),
+        })?;
+        serde_json::from_slice(&answer.body).map_err(|err| {
             (
                 false,
-                format!("a {status} answer that is not a call answer: {err}"),
+                format!(
+                    "a {} answer that is not a call answer: {err}",
+                    answer.status
+                ),
             )
         })
     }

@@ -22,6 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound of a package download.
 const PACKAGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Largest answer to a forwarded proposal read (outcomes are small).
+const MAX_PROPOSAL_ANSWER: usize = 16 << 20;
 /// Largest answer read (packages are capped by the API's upload limit, well below this).
 const MAX_ANSWER: usize = 1 << 30;
 
@@ -157,6 +159,7 @@ impl RpcClient {
             envelope.clone(),
             header,
             CALL_TIMEOUT,
+            MAX_PROPOSAL_ANSWER,
         )
         .await
         .map_err(|e| e.to_string())?;
@@ -301,18 +304,31 @@ where
         .send_request(request)
         .await
         .map_err(|e| format!("request failed: {e}"))?;
+    let answer = read_answer(response, MAX_ANSWER).await;
+    driving.abort();
+    answer
+}
+
+/// Reads an answer's status, the callee's applied index and its body (up to `limit` bytes).
+pub(crate) async fn read_answer<B>(
+    response: http::Response<B>,
+    limit: usize,
+) -> Result<Answer, String>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let status = response.status();
     let applied = response
         .headers()
         .get(super::APPLIED_HEADER)
         .and_then(|v| v.to_str().ok()?.parse().ok())
         .unwrap_or(0);
-    let body = Limited::new(response.into_body(), MAX_ANSWER)
+    let body = Limited::new(response.into_body(), limit)
         .collect()
         .await
         .map_err(|e| format!("reading the answer: {e}"))?
         .to_bytes();
-    driving.abort();
     Ok(Answer {
         status,
         body,

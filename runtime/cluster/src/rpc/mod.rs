@@ -9,7 +9,7 @@ mod server;
 
 pub use client::RpcClient;
 pub(crate) use client::{exchange, join_cluster};
-pub(crate) use pooled::post;
+pub(crate) use pooled::{PostError, post};
 pub(crate) use server::{RpcState, router};
 
 use cloudware_cluster_tls::{HostCertificate, HostCsr};

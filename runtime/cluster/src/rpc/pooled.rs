@@ -1,18 +1,16 @@
-//! Control-plane calls over the pooled HTTP/2 connections ([`PeerPool`]): forwarded proposals
-//! are frequent enough under write load that a new mutual-TLS handshake per call halved a
+//! Calls over the pooled HTTP/2 connections ([`PeerPool`]): forwarded proposals and service
+//! calls. Proposals are frequent enough under write load that a new mutual-TLS handshake per call halved a
 //! follower's write rate. (The bus keeps a connection per forwarded command: its commands
 //! carry no request id, so it must tell "not sent" — a refused connection — from "sent, no
 //! answer", which a pooled connection whose peer just died blurs.)
 
-use super::client::Answer;
+use super::client::{Answer, read_answer};
+use crate::forward::error_chain;
 use crate::forward::pool::{PeerPool, PoolBody};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Full};
 use std::time::Duration;
-
-/// Largest answer read (outcomes of proposals are small).
-const MAX_ANSWER: usize = 16 << 20;
 
 /// Why a pooled call produced no answer.
 #[derive(Debug)]
@@ -32,7 +30,8 @@ impl std::fmt::Display for PostError {
     }
 }
 
-/// `POST`s `body` to `path` on host `id` with `header` (if any), bounded by `timeout`.
+/// `POST`s `body` to `path` on host `id` with `header` (if any), bounded by `timeout`;
+/// reads at most `limit` bytes of the answer.
 pub(crate) async fn post(
     pool: &PeerPool,
     id: u64,
@@ -40,6 +39,7 @@ pub(crate) async fn post(
     body: Bytes,
     header: Option<(HeaderName, HeaderValue)>,
     timeout: Duration,
+    limit: usize,
 ) -> Result<Answer, PostError> {
     let uri = PeerPool::uri(id, path).map_err(|err| PostError::NotSent(err.to_string()))?;
     let mut request = http::Request::post(uri)
@@ -57,22 +57,9 @@ pub(crate) async fn post(
             Err(err) if err.is_connect() => return Err(PostError::NotSent(err.to_string())),
             Err(err) => return Err(PostError::Unanswered(error_chain(&err))),
         };
-        let status = response.status();
-        let applied = response
-            .headers()
-            .get(super::APPLIED_HEADER)
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .unwrap_or(0);
-        let body = Limited::new(response.into_body(), MAX_ANSWER)
-            .collect()
+        read_answer(response, limit)
             .await
-            .map_err(|err| PostError::Unanswered(format!("reading the answer: {err}")))?
-            .to_bytes();
-        Ok(Answer {
-            status,
-            body,
-            applied,
-        })
+            .map_err(PostError::Unanswered)
     };
     tokio::time::timeout(timeout, exchange)
         .await
@@ -81,16 +68,4 @@ pub(crate) async fn post(
                 "no answer from host {id} within {timeout:?}"
             )))
         })
-}
-
-/// `error` and its sources, `: `-separated (hyper's own message says little on its own).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

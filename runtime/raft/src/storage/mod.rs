@@ -112,7 +112,7 @@ impl SledStorage {
             flushed_commit: std::sync::atomic::AtomicU64::new(0),
         };
         storage.load()?;
-        storage.flushed_commit = std::sync::atomic::AtomicU64::new(storage.hard_state.commit);
+        *storage.flushed_commit.get_mut() = storage.hard_state.commit;
         Ok(storage)
     }
 
