@@ -99,6 +99,17 @@ fn roles_and_tenants_decide_what_a_token_may_do() {
         &["push", WASIP2_HELLO],
         "may not change apps",
     );
+    // Refused before a byte is stored, yet the whole upload is read: the
+    // client gets the refusal, not a broken pipe halfway through 8 MiB.
+    let junk_dir = tempfile::tempdir().expect("temp dir");
+    let junk = junk_dir.path().join("large.wasm");
+    let mut bytes = b"\0asm\x0d\0\x01\0".to_vec(); // a component's header, then junk
+    bytes.resize(8 << 20, 0x5a);
+    std::fs::write(&junk, bytes).expect("write the upload");
+    let junk = junk.to_str().expect("utf-8 path");
+    for _ in 0..3 {
+        assert_refused(&node, &viewer, &["push", junk], "may not change apps");
+    }
     assert_refused(&node, &viewer, &["rollback", "web"], "may not change apps");
     assert_refused(
         &node,

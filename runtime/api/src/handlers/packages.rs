@@ -19,27 +19,43 @@ use futures::TryStreamExt;
 use http::{HeaderMap, StatusCode};
 use std::sync::Arc;
 
-/// `POST /v1/packages`: the body is the `.wasm` file.
+/// `POST /v1/packages`: the body is the `.wasm` file. Any refusal before the
+/// package is stored (a bad token or role, an unknown tenant, too large)
+/// drains the upload first, so the client reads the refusal rather than a
+/// broken pipe.
 pub async fn push(
     State(context): State<Arc<ApiContext>>,
-    principal: Principal,
-    Tenant(requested): Tenant,
+    principal: Result<Principal, ApiError>,
+    requested: Result<Tenant, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<PackageInfo>), ApiError> {
-    principal.require(Action::ChangeApps)?;
-    let tenant = principal.tenant_for(requested.as_deref())?;
-    if context
-        .control
-        .read(|state| state.tenant(&tenant).is_none())
-    {
-        return Err(ApiError::NotFound(format!("no tenant `{tenant}`")));
-    }
+    let mut upload = body.into_data_stream().map_err(|err| err.to_string());
+    let admitted = (|| {
+        let principal = principal?;
+        principal.require(Action::ChangeApps)?;
+        let Tenant(requested) = requested?;
+        let tenant = principal.tenant_for(requested.as_deref())?;
+        if context
+            .control
+            .read(|state| state.tenant(&tenant).is_none())
+        {
+            return Err(ApiError::NotFound(format!("no tenant `{tenant}`")));
+        }
+        Ok(tenant)
+    })();
+    let tenant = match admitted {
+        Ok(tenant) => tenant,
+        Err(err) => {
+            // No more than a package may be: a refused caller gets no bigger sink.
+            drain(&mut upload, context.limits.max_package_size).await;
+            return Err(err);
+        }
+    };
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut upload = body.into_data_stream().map_err(|err| err.to_string());
     let stored = match context
         .packages
         .put(&mut upload, declared, context.limits.max_package_size)
@@ -47,7 +63,7 @@ pub async fn push(
     {
         Ok(stored) => stored,
         Err(err @ PutError::TooLarge { .. }) => {
-            drain(&mut upload).await;
+            drain(&mut upload, DRAIN_BYTES).await;
             return Err(err.into());
         }
         Err(err) => return Err(err.into()),
@@ -121,10 +137,10 @@ const DRAIN_BYTES: u64 = 256 * 1024 * 1024;
 /// For at most this long.
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Reads and discards what is left of a refused upload (bounded in bytes
-/// and time), so that the client finishes sending and reads the refusal
-/// instead of running into a closed connection.
-async fn drain<S>(upload: &mut S)
+/// Reads and discards what is left of a refused upload (at most `limit`
+/// bytes and [`DRAIN_TIME`]), so that the client finishes sending and reads
+/// the refusal instead of running into a closed connection.
+async fn drain<S>(upload: &mut S, limit: u64)
 where
     S: futures::Stream<Item = Result<bytes::Bytes, String>> + Unpin,
 {
@@ -133,7 +149,7 @@ where
     let mut drained = 0u64;
     while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, upload.next()).await {
         drained += chunk.len() as u64;
-        if drained > DRAIN_BYTES {
+        if drained > limit {
             break;
         }
     }
